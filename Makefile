@@ -1,0 +1,42 @@
+# The README's two commands: `make app` and `make test`. Both create .venv once and
+# reinstall only when a requirements file changes (the stamp files record that).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+ADDRESS ?= 127.0.0.1
+
+.PHONY: app test install install-test browser bench train clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-test.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+browser:
+	@bash scripts/ensure_chromium.sh
+
+app: install
+	$(PY) -m streamlit run dashboard/app.py --server.address=$(ADDRESS) --server.port=$(PORT)
+
+test: install-test browser
+	$(PY) -m pytest -q tests
+
+bench: install-test
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+train: install
+	$(PY) scripts/train_zoo.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,39 @@
+"""Streamlit entry point: ``streamlit run dashboard/app.py``.
+
+Renders the shared sidebar (model, device, image), then runs the chosen page.
+Pages are small scripts in dashboard/views/; a page appears once its file exists.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard.state import render_sidebar  # noqa: E402
+from dashboard.ui import guarded  # noqa: E402
+
+PAGES = [  # (file in dashboard/pages, title, icon)
+    ("overview.py", "Overview", ":material/image:"),
+    ("curvature.py", "Curvature", ":material/show_chart:"),
+    ("sections.py", "Cross-sections", ":material/grid_on:"),
+    ("paths.py", "Paths", ":material/timeline:"),
+    ("vulnerability.py", "Vulnerability", ":material/shield:"),
+]
+
+st.set_page_config(page_title="Boundary geometry", page_icon=":material/blur_on:", layout="wide")
+
+pages = [st.Page(str(ROOT / "dashboard" / "views" / f), title=t, icon=i, default=(f == "overview.py"))
+         for f, t, i in PAGES if (ROOT / "dashboard" / "views" / f).exists()]
+sidebar_ok = False
+with guarded("loading the model and image"):
+    render_sidebar()
+    sidebar_ok = True
+page = st.navigation(pages)
+if sidebar_ok:
+    page.run()

@@ -1,0 +1,1 @@
+"""One module per CLI sub-command; ``_common`` holds the options they share."""
