@@ -63,6 +63,7 @@ def probability_figure(probs, class_names, top: int = 10, title: str = "Class pr
                            marker_color=[class_color(int(i)) for i in order],
                            text=[f"{p[i]:.3f}" for i in order], textposition="auto",
                            hovertemplate="class %{y}: %{x:.4f}<extra></extra>"))
-    fig.update_layout(title=title, xaxis=dict(range=[0, 1], title="probability"), height=60 + 28 * len(order),
+    fig.update_layout(title=title, xaxis=dict(range=[0, 1], title="probability"),
+                      yaxis=dict(type="category", title="class"), height=90 + 30 * len(order),
                       margin=dict(l=10, r=10, t=40, b=40))
     return fig

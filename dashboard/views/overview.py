@@ -39,7 +39,7 @@ st.write(clf.describe())
 facts = {k: card[k] for k in ("architecture", "activation", "dataset", "recipe", "seed", "held_out_accuracy",
                               "attack", "robust_accuracy") if k in card}
 if facts:
-    st.table({"fact": list(facts), "value": [str(v) for v in facts.values()]})
+    st.markdown("\n".join(f"- **{k.replace('_', ' ')}**: {v}" for k, v in facts.items()))
 if clf.piecewise_linear:
     st.info("This network is piecewise linear (ReLU / max-pooling): its exact Hessian is zero almost everywhere, "
             "so curvature is measured with finite differences of gradients at a scale.")

@@ -1,0 +1,45 @@
+"""Shared fixtures: bundled models loaded once per session, on the CPU."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+torch.set_num_threads(2)
+
+_MODELS: dict = {}
+
+
+def zoo(name: str, dtype=torch.float32):
+    """A bundled model on the CPU, loaded once per test session."""
+    from geometry.loading import load_classifier
+
+    key = (name, dtype)
+    if key not in _MODELS:
+        _MODELS[key] = load_classifier(name, device="cpu", dtype=dtype)
+    return _MODELS[key]
+
+
+@pytest.fixture(scope="session")
+def relu_model():
+    return zoo("mnist_lenet_relu")
+
+
+@pytest.fixture(scope="session")
+def gelu_model():
+    return zoo("mnist_lenet_gelu")
+
+
+@pytest.fixture(scope="session")
+def digits_model():
+    return zoo("digits_mlp")
