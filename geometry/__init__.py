@@ -9,7 +9,15 @@ from .errors import ConvergenceError, GeometryError, ImageError, ModelLoadError
 from .images import ImageInput, gallery_batch, gallery_image, load_image
 from .loading import load_classifier
 from .zoo import DEFAULT_MODEL, zoo_names
+from .boundary import BoundaryResult, boundary_point, deepfool
+from .operators import (CurvatureOperator, HessianOperator, Operator, batched_hvp, curvature_operator, default_step,
+                        hessian_operator, logit_difference_gradient)
+from .lanczos import EigResult, full_spectrum, signed_eigs
+from .curvature import SIGN_CONVENTION, CurvatureResult, principal_curvatures
 
 __all__ = ["Classifier", "pick_device", "GeometryError", "ModelLoadError", "ImageError", "ConvergenceError",
            "ImageInput", "load_image", "gallery_image", "gallery_batch", "load_classifier", "DEFAULT_MODEL",
-           "zoo_names"]
+           "zoo_names", "BoundaryResult", "deepfool", "boundary_point", "Operator", "HessianOperator",
+           "CurvatureOperator", "default_step", "logit_difference_gradient", "batched_hvp", "hessian_operator",
+           "curvature_operator", "EigResult", "signed_eigs", "full_spectrum", "SIGN_CONVENTION", "CurvatureResult",
+           "principal_curvatures"]
