@@ -226,7 +226,10 @@ def deepfool(clf: Classifier, x, *, candidates: int = DEFAULT_CANDIDATES, oversh
         current[active] = clf.logits(new).argmax(1)
         done = (current == tgt) if tgt is not None else (current != label)
     logits_end = clf.logits(point)
-    j = tgt.clone() if tgt is not None else logits_end.argmax(1)
+    if tgt is not None:
+        j = tgt.clone()
+    else:  # the winner across (or, if the label never changed, the runner-up: the closest contender)
+        j = logits_end.scatter(1, label[:, None], float("-inf")).argmax(1)
     if tgt is not None:  # boundary between the target and the strongest other class
         others = logits_end.clone()
         others.scatter_(1, tgt[:, None], float("-inf"))
@@ -323,9 +326,8 @@ def boundary_point(clf: Classifier, x, *, candidates: int = DEFAULT_CANDIDATES, 
     point = torch.where(expand(crossed), x + expand(best_t) * r, df.point)
     point = torch.where(expand(trivial), x, point)
     L = clf.logits(point)
-    near, far = best_near, best_far
-    if tgt is not None:
-        far = torch.where(crossed, far, tgt)
+    near = torch.where(crossed, best_near, df.side_label)
+    far = torch.where(crossed, best_far, df.boundary_label)
     residual = (L.gather(1, near[:, None])[:, 0] - L.gather(1, far[:, None])[:, 0]).abs()
     residual = torch.where(trivial, torch.zeros_like(residual), residual)
     converged = (conv & (residual <= tol)) | trivial

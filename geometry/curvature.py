@@ -23,7 +23,8 @@ from .operators import ESTIMATORS, curvature_operator
 
 SIGN_CONVENTION = (
     "Principal curvatures are the eigenvalues of P H P / |g| on the tangent space of the boundary at z, where "
-    "F = f_k - f_j, k is the label of the original image, j the class across the boundary, g = grad F(z), "
+    "F = f_k - f_j, k is the label of the original image (for a targeted boundary point: the class the target "
+    "beats there), j the class across the boundary, g = grad F(z), "
     "H = Hess F(z), P = I - n n^T, n = g/|g|. A positive curvature along a unit tangent v means F(z + t v) > 0 "
     "for small t: sliding along v heads back into class k (the boundary bends towards class j). Units: 1/pixel-"
     "space length; a sphere of radius R seen from inside (class k inside) has curvature -1/R in every direction."
@@ -36,8 +37,8 @@ FD_ASYMMETRY_WARN = 0.2  # |curvature| below this (1/pixel units) counts as exac
 
 PIECEWISE_LINEAR_WARNING = (
     "Every exact curvature is zero: {why} its exact Hessian is zero almost everywhere, so the boundary is flat "
-    "between the kinks that autograd cannot see. Use the finite-difference estimator (estimator='fd', "
-    "step h={h:.3g} by default) to measure curvature at the scale h."
+    "between the kinks that autograd cannot see. Use the finite-difference estimator (fd; default step "
+    "h={h:.3g}) to measure curvature at the scale h."
 )
 
 

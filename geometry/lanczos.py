@@ -139,6 +139,7 @@ def signed_eigs(op, k: int = 10, *, tol: float = 1e-6, max_iter: int | None = No
     q = fresh(0)
     m = 0
     history: list[tuple[int, np.ndarray]] = []
+    segments = [0]  # where each Krylov sequence starts (a new one after every invariant subspace)
     linear = bool(getattr(op, "linear", True))
     vals = vecs = res = None
     converged = False
@@ -156,16 +157,22 @@ def signed_eigs(op, k: int = 10, *, tol: float = 1e-6, max_iter: int | None = No
             last_check = m
             vals, vecs, res = _ritz(Q[:, :m], AQ[:, :m], k)
             history.append((m, vals))
-            if _converged(vals, res, history, tol_eff, linear, value_tol):
+            if _converged(vals, res, history, tol_eff, linear, value_tol) and \
+                    _complete(Q, AQ, m, segments, k, vals, tol_eff):
                 converged = True
                 break
         if m >= budget:
             break
-        q = fresh(m) if invariant else w / beta
+        if invariant:
+            segments.append(m)
+            q = fresh(m)
+        else:
+            q = w / beta
     if vals is None or last_check != m:
         vals, vecs, res = _ritz(Q[:, :m], AQ[:, :m], k)
         history.append((m, vals))
-        converged = _converged(vals, res, history, tol_eff, linear, value_tol)
+        converged = _converged(vals, res, history, tol_eff, linear, value_tol) and \
+            _complete(Q, AQ, m, segments, k, vals, tol_eff)
     if m == d_eff and linear:
         converged = True  # the basis spans the whole space: Rayleigh-Ritz is exact
     order = np.argsort(-vals, kind="stable")
@@ -184,6 +191,17 @@ def _converged(vals, res, history, tol, linear, value_tol) -> bool:
     if not older:
         return False
     return bool(np.abs(older[-1] - vals).max() <= value_tol * scale)
+
+
+def _complete(Q, AQ, m, segments, k, vals, tol) -> bool:
+    """After an invariant subspace, a fresh Krylov sequence may hold further copies of a repeated
+    eigenvalue: the selection is complete only when the latest sequence changed none of the selected values."""
+    start = segments[-1] if segments[-1] < m else segments[-2] if len(segments) > 1 else 0
+    if start == 0:
+        return True
+    before, _, _ = _ritz(Q[:, :start], AQ[:, :start], k)
+    scale = max(float(np.abs(vals).max()), 1e-300)
+    return len(before) == len(vals) and bool(np.allclose(before, vals, atol=max(tol, 1e-12) * scale, rtol=0))
 
 
 def _asymmetry(M) -> float:

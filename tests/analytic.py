@@ -127,6 +127,15 @@ class CylinderLogits(nn.Module):
         return torch.stack([torch.zeros_like(q), q], dim=1)
 
 
+class _Centre(nn.Module):
+    def __init__(self, mid, half):
+        super().__init__()
+        self.mid, self.half = float(mid), float(half)
+
+    def forward(self, x):
+        return (x - self.mid) / self.half
+
+
 # ---------------------------------------------------------------- builders
 def linear_classifier(W, b, *, input_shape=None, class_names=None, pixel_range=WIDE_RANGE) -> Classifier:
     """Logits ``W x + b`` with ``W`` of shape (L, d)."""
@@ -178,11 +187,14 @@ def tiny_cnn(activation: str = "softplus", side: int = 6, channels: int = 1, num
     g = torch.Generator().manual_seed(seed)
     act = {"softplus": nn.Softplus, "tanh": nn.Tanh, "gelu": nn.GELU, "relu": nn.ReLU}[activation]
     pool = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}[pooling]
-    net = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), act(), pool(2), nn.Flatten(),
-                        nn.Linear(width * (side // 2) ** 2, 16), act(), nn.Linear(16, num_classes))
+    lo, hi = pixel_range
+    net = nn.Sequential(_Centre((lo + hi) / 2, (hi - lo) / 2), nn.Conv2d(channels, width, 3, padding=1), act(),
+                        pool(2), nn.Flatten(), nn.Linear(width * (side // 2) ** 2, 16), act(),
+                        nn.Linear(16, num_classes))
     with torch.no_grad():
         for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (1.5 / math.sqrt(max(1, p[0].numel() if p.dim() > 1 else 4))))
+            scale = 2.0 / math.sqrt(p[0].numel()) if p.dim() > 1 else 0.1
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
     return Classifier(net.to(DTYPE), (channels, side, side), [str(i) for i in range(num_classes)], pixel_range,
                       name=f"tiny_cnn_{activation}")
 

@@ -1,0 +1,59 @@
+"""``curvature``: principal curvatures of the decision boundary at the image's boundary point."""
+
+from __future__ import annotations
+
+from ..boundary import boundary_point
+from ..curvature import principal_curvatures
+from ..errors import GeometryError
+from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args, save_npz
+from .deepfool import add_target_argument, parse_target
+
+HELP = "principal curvatures (signed) of the decision boundary at the image's boundary point"
+
+
+def add_arguments(p):
+    add_model_arguments(p)
+    add_image_arguments(p)
+    p.add_argument("--estimator", choices=("exact", "fd"), default="exact",
+                   help="exact (autograd Hessian; zero for ReLU nets) or fd (finite differences of gradients)")
+    p.add_argument("--step", type=float, default=None,
+                   help="finite-difference step h in pixels (default c*sqrt(d)*pixel_span/512, c=10)")
+    p.add_argument("--k", type=int, default=10, help="curvatures per end of the spectrum (Lanczos; default 10)")
+    p.add_argument("--full", action="store_true", help="every curvature (d-1 values; d <= 4096)")
+    add_target_argument(p)
+    p.add_argument("--tol", type=float, default=1e-6, help="Lanczos relative residual tolerance (default 1e-6)")
+    p.add_argument("--max-iter", type=int, default=None, help="Lanczos product budget (default max(200, 30k))")
+    p.add_argument("--seed", type=int, default=0, help="Lanczos start vector seed")
+    p.add_argument("--save", help="write the boundary point, curvatures and directions to this .npz file")
+
+
+def run(args) -> dict:
+    clf = model_from_args(args)
+    img = image_from_args(args, clf)
+    if args.step is not None and args.estimator != "fd":
+        raise GeometryError("--step is the finite-difference step; use it with --estimator fd")
+    target = parse_target(args.target, clf)
+    b = boundary_point(clf, img.tensor, target=target)
+    res = principal_curvatures(clf, img.tensor, estimator=args.estimator, step=args.step, k=args.k, boundary=b,
+                               target=target, full=True if args.full else None, tol=args.tol,
+                               max_iter=args.max_iter, seed=args.seed)
+    out = {"model": clf.name, **res.summary(), "class_name": clf.class_names[res.label],
+           "boundary_class_name": clf.class_names[res.boundary_label], "target": target}
+    out["saved"] = save_npz(args.save, **res.arrays())
+    return out
+
+
+def text(r: dict) -> str:
+    c = r["curvatures"]
+    est = "exact Hessian" if r["estimator"] == "exact" else f"finite differences, h = {r['step']:.4g}"
+    lines = [f"boundary {r['class_name']} ({r['label']}) | {r['boundary_class_name']} ({r['boundary_label']}) at "
+             f"distance {r['boundary_distance']:.4g}, |grad F| = {r['gradient_norm']:.4g}",
+             f"{len(c)} principal curvatures ({est}, {r['method']}, {r['hvp_count']} Hessian-vector products, "
+             f"{'converged' if r['converged'] else 'NOT converged'}):",
+             "  most positive: " + ", ".join(f"{v:+.4g}" for v in c[:5]),
+             "  most negative: " + ", ".join(f"{v:+.4g}" for v in c[-5:][::-1])]
+    if r["warning"]:
+        lines.append("note: " + r["warning"])
+    if r["saved"]:
+        lines.append(f"saved {r['saved']}")
+    return "\n".join(lines)
