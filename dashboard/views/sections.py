@@ -1,0 +1,274 @@
+"""Cross-sections: two planes through the chosen image side by side (flat and curved views by default).
+
+Gathers the choices, calls geometry.sections (cached per model, image and settings), hands the
+results to dashboard/figures/sections.py, and lets the user inspect any point of a plane.
+"""
+
+import io
+import time
+
+import numpy as np
+import streamlit as st
+
+from dashboard.figures.common import image_figure, probability_figure
+from dashboard.figures.sections import section_figure, selected_point
+from dashboard.state import current_image, current_model, model_key
+from dashboard.ui import export_buttons, guarded
+from geometry.errors import GeometryError
+from geometry.images import gallery_counts, gallery_dataset
+from geometry.sections import (DEFAULT_RESOLUTION, EXTENT_FACTOR, default_estimator, default_extent,
+                               direction_from_array, inspect_point, make_plane, section_on_plane)
+
+PLANES = {  # label -> spec template
+    "Flat: normal + random tangent": "normal,random",
+    "Curved: normal + top positive curvature": "normal,curv+",
+    "Curved: normal + top negative curvature": "normal,curv-",
+    "Two random directions": "random,random",
+    "Adversarial (DeepFool) + random": "adversarial,random",
+    "Adversarial (FGSM) + random": "adversarial:fgsm,random",
+    "Adversarial (PGD) + random": "adversarial:pgd,random",
+    "Towards another image + random": "image:{ref1}",
+    "Through two more images": "images:{ref1},{ref2}",
+    "Two uploaded directions (.npy)": "npy:U.npy,V.npy",
+}
+LABELS = list(PLANES)
+RESOLUTIONS = [33, 65, 97, 129, 161, 201, 257]
+ESTIMATORS = {"auto": None, "exact (autograd)": "exact", "fd (finite differences)": "fd"}
+SIDES = ("left", "right")
+
+
+# ------------------------------------------------------------------ cached computations
+@st.cache_data(show_spinner=False, max_entries=64)
+def _plane(mkey: str, digest: str, spec: str, seed: int, estimator, npy_key: str, _clf, _x, _dirs):
+    return make_plane(_clf, _x, spec, seed=seed, estimator=estimator, directions=_dirs)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _grid(mkey: str, digest: str, spec: str, seed: int, estimator, npy_key: str, extent, resolution: int,
+          adaptive: bool, _clf, _plane_obj):
+    return section_on_plane(_clf, _plane_obj, extent=extent, resolution=resolution, adaptive=adaptive)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _inspect(mkey: str, digest: str, spec: str, seed: int, estimator, npy_key: str, a: float, b: float,
+             _clf, _plane_obj):
+    return inspect_point(_clf, _plane_obj, a, b)
+
+
+# ------------------------------------------------------------------ controls
+def _init_state():
+    defaults = {"sec_plane_left": LABELS[0], "sec_plane_right": LABELS[1], "sec_auto_extent": True,
+                "sec_resolution": DEFAULT_RESOLUTION, "sec_adaptive": True, "sec_seed": 0,
+                "sec_estimator": "auto", "sec_inspect_side": "left", "sec_inspect_a": 0.0, "sec_inspect_b": 0.0}
+    for k, v in defaults.items():
+        if k not in st.session_state:
+            st.session_state[k] = v
+
+
+def _other_image_controls(clf, need_two: bool) -> tuple[str, str]:
+    counts = gallery_counts(gallery_dataset(clf))
+    classes = sorted(counts)
+    refs = []
+    cols = st.columns(4 if need_two else 2)
+    for i in (1, 2) if need_two else (1,):
+        ck, ik = f"sec_img{i}_class", f"sec_img{i}_index"
+        if st.session_state.get(ck) not in classes:
+            st.session_state[ck] = st.session_state.get("gallery_class", classes[0]) \
+                if st.session_state.get("gallery_class") in classes else classes[0]
+        c = cols[2 * (i - 1)].selectbox(f"Image {i + 1}: class", classes, key=ck)
+        n = counts[c]
+        if st.session_state.get(ik, 0) >= n or ik not in st.session_state:
+            st.session_state[ik] = min(i, n - 1)
+        idx = cols[2 * (i - 1) + 1].number_input(f"Image {i + 1}: index (0-{n - 1})", 0, n - 1, key=ik, step=1)
+        refs.append(f"gallery:{c}:{int(idx)}")
+    return refs[0], refs[1] if need_two else ""
+
+
+def _npy_controls(clf):
+    cols = st.columns(2)
+    ups = [cols[0].file_uploader("Direction U (.npy)", type=["npy"], key="sec_npy_u"),
+           cols[1].file_uploader("Direction V (.npy)", type=["npy"], key="sec_npy_v")]
+    if any(u is None for u in ups):
+        st.info(f"Upload two .npy arrays of shape {clf.input_shape} (or {clf.dim} values) to span the plane.")
+        return None, ""
+    arrays = []
+    for up in ups:
+        try:
+            arr = np.load(io.BytesIO(up.getvalue()), allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            raise GeometryError(f"{up.name} is not a plain .npy array ({type(exc).__name__}); pickled arrays are "
+                                "never loaded") from None
+        arrays.append(direction_from_array(arr, clf, up.name).numpy())
+    import hashlib
+
+    key = hashlib.sha1(b"".join(a.tobytes() for a in arrays)).hexdigest()[:16]
+    return tuple(arrays), key
+
+
+# ------------------------------------------------------------------ page
+clf = current_model()
+img = current_image()
+mkey, digest = model_key(), img.digest
+_init_state()
+
+st.header("Cross-sections of the decision boundary")
+st.caption("Each picture is a plane x0 + a·u + b·v through the image, coloured by the class the model predicts at "
+           "every point. The *flat* view spans the boundary normal and a random tangent direction; the *curved* "
+           "view replaces the random direction by the most curved one. Near real images the boundary is flat along "
+           "almost every direction and strongly curved along a few (Fawzi et al., 2017).")
+
+with st.expander("Plane and grid settings", expanded=False):
+    c1, c2 = st.columns(2)
+    c1.selectbox("Left plane", LABELS, key="sec_plane_left")
+    c2.selectbox("Right plane", LABELS, key="sec_plane_right")
+    choices = [st.session_state.sec_plane_left, st.session_state.sec_plane_right]
+    c3, c4, c5, c6 = st.columns(4)
+    c3.checkbox("Automatic extent", key="sec_auto_extent",
+                help=f"{EXTENT_FACTOR:g} x the image's DeepFool distance to the boundary, grown to contain the "
+                     "marked images")
+    c3.number_input("Extent (half-width, L2 pixel units)", min_value=1e-3, value=3.0, step=0.5, key="sec_extent",
+                    disabled=st.session_state.sec_auto_extent)
+    c4.select_slider("Resolution (points per axis)", RESOLUTIONS, key="sec_resolution")
+    c4.checkbox("Adaptive grid", key="sec_adaptive",
+                help="Evaluate a coarse grid and refine only where labels change; same labels as the dense grid "
+                     "unless a pocket of a class misses every coarse grid point (see docs/sections.md)")
+    c5.number_input("Seed of random directions", 0, 2**31 - 1, key="sec_seed", step=1)
+    c6.selectbox("Curvature estimator", list(ESTIMATORS), key="sec_estimator",
+                 help=f"auto: exact Hessian for smooth networks, finite differences for piecewise-linear ones "
+                      f"(this model: {default_estimator(clf)})")
+    need_images = any("{ref1}" in PLANES[c] for c in choices)
+    need_two = any("{ref2}" in PLANES[c] for c in choices)
+    ref1 = ref2 = ""
+    if need_images:
+        st.markdown("**Other images** (from the held-out gallery)")
+        ref1, ref2 = _other_image_controls(clf, need_two)
+    dirs, npy_key = None, ""
+    if any(PLANES[c].startswith("npy") for c in choices):
+        with guarded("reading the uploaded directions"):
+            dirs, npy_key = _npy_controls(clf)
+
+seed = int(st.session_state.sec_seed)
+estimator = ESTIMATORS[st.session_state.sec_estimator]
+resolution = int(st.session_state.sec_resolution)
+adaptive = bool(st.session_state.sec_adaptive)
+extent_choice = None if st.session_state.sec_auto_extent else float(st.session_state.sec_extent)
+
+specs = []
+for label in choices:
+    spec = PLANES[label].format(ref1=ref1, ref2=ref2)
+    specs.append(spec)
+
+results: dict[str, tuple] = {}
+progress = st.progress(0.0, text="Preparing the planes…")
+t0 = time.perf_counter()
+steps = 2 * len(SIDES)
+done = 0
+for side, label, spec in zip(SIDES, choices, specs):
+    key_args = (mkey, digest, spec, seed, estimator, npy_key if spec.startswith("npy") else "")
+    with guarded(f"the {side} cross-section"):
+        if spec.startswith("npy") and dirs is None:
+            results[side] = (label, spec, None, None, key_args)
+            done += 2
+            continue
+        progress.progress(done / steps, text=f"{side.title()} plane: boundary point and directions…")
+        plane = _plane(*key_args, clf, img.tensor, dirs if spec.startswith("npy") else None)
+        done += 1
+        progress.progress(done / steps, text=f"{side.title()} plane: evaluating the grid…")
+        section = _grid(*key_args, extent_choice, resolution, adaptive, clf, plane)
+        done += 1
+        results[side] = (label, spec, plane, section, key_args)
+progress.progress(1.0, text=f"Cross-sections ready ({time.perf_counter() - t0:.1f} s including cached results)")
+
+
+def _caption(section) -> str:
+    info = section.plane.info
+    names = clf.class_names
+    parts = [f"a, b in [{-section.extent:.3g}, {section.extent:.3g}] (L2 pixel units), "
+             f"{section.resolution}x{section.resolution} grid: {section.evaluations:,} model evaluations "
+             f"({'adaptive' if section.params['adaptive'] else 'dense'}; dense grid {section.dense_evaluations:,}) "
+             f"in {section.seconds:.2f} s."]
+    if "label" in info:
+        parts.append(f"Image class **{names[info['label']]}**; DeepFool distance {info['boundary_distance']:.3g} "
+                     f"to class {names[info['boundary_label']]}.")
+    if info.get("anchor") == "boundary" and section.points and section.points[0].offset > 1e-6:
+        parts.append(f"The plane passes through the boundary point z (the normal and curvature directions live "
+                     f"there); the image x0 lies {section.points[0].offset:.3g} off it and is drawn at its projection.")
+    if info.get("estimator"):
+        h = f", h = {info['step']:.3g}" if info.get("step") else ""
+        parts.append(f"Curvature directions: **{info['estimator']}** estimator{h} ({info.get('estimator_reason')}).")
+    for key, what in (("curv+_curvature", "top positive"), ("curv-_curvature", "most negative")):
+        if key in info:
+            parts.append(f"{what} principal curvature {info[key]:.3g}.")
+    n_out = section.outside_count
+    if n_out == section.outside.size:
+        parts.append("Every grid point leaves the pixel range (the plane's directions push some pixels below 0 or "
+                     "above 1 at once); labels are the model's answer on those unclipped inputs.")
+    elif n_out:
+        parts.append(f"{n_out:,} of {section.outside.size:,} grid points are outside the pixel range (lighter, "
+                     "dotted edge).")
+    return " ".join(parts)
+
+
+st.markdown("Hover for the class, the logit margin and the coordinates; click a point (or set a, b below) to see "
+            "the image there.")
+cols = st.columns(2)
+for col, side in zip(cols, SIDES):
+    with col:
+        if side not in results:
+            continue
+        label, spec, plane, section, key_args = results[side]
+        st.subheader(label)
+        if section is None:
+            continue
+        with guarded(f"drawing the {side} cross-section"):
+            fig = section_figure(section, title=f"{spec}  ({clf.name})")
+            if st.session_state.sec_inspect_side == side:
+                import plotly.graph_objects as go
+
+                fig.add_trace(go.Scatter(x=[st.session_state.sec_inspect_a], y=[st.session_state.sec_inspect_b],
+                                         mode="markers", name="inspected point",
+                                         marker=dict(symbol="circle-open", size=16, color="black",
+                                                     line=dict(width=2.5))))
+            event = st.plotly_chart(fig, key=f"sec_fig_{side}", on_select="rerun",
+                                    selection_mode=("points", "box", "lasso"), width="stretch")
+            picked = selected_point(event)
+            if picked is not None and st.session_state.get(f"sec_last_pick_{side}") != picked:
+                st.session_state[f"sec_last_pick_{side}"] = picked
+                st.session_state.sec_inspect_side = side
+                st.session_state.sec_inspect_a, st.session_state.sec_inspect_b = picked
+            st.caption(_caption(section))
+            for w in section.plane.info.get("warnings", []):
+                st.warning(w)
+            export_buttons(fig, data=section.arrays(), params=section.summary(),
+                           name=f"section_{spec.replace(',', '_').replace(':', '-')[:60]}", key=f"sec_export_{side}")
+
+st.subheader("Inspect a point of a plane")
+ready = [s for s in SIDES if s in results and results[s][3] is not None]
+if not ready:
+    st.info("No cross-section is available to inspect yet.")
+else:
+    if st.session_state.sec_inspect_side not in ready:
+        st.session_state.sec_inspect_side = ready[0]
+    i1, i2, i3 = st.columns([1, 1, 1])
+    i1.radio("Plane", ready, key="sec_inspect_side", horizontal=True,
+             format_func=lambda s: f"{s}: {results[s][0]}")
+    i2.number_input("a", key="sec_inspect_a", step=0.1, format="%.4f")
+    i3.number_input("b", key="sec_inspect_b", step=0.1, format="%.4f")
+    side = st.session_state.sec_inspect_side
+    label, spec, plane, section, key_args = results[side]
+    a, b = float(st.session_state.sec_inspect_a), float(st.session_state.sec_inspect_b)
+    with guarded("inspecting the point"):
+        pt = _inspect(*key_args, a, b, clf, plane)
+        left, right = st.columns([1, 2])
+        with left:
+            st.plotly_chart(image_figure(pt.image, f"Image at a={a:.3g}, b={b:.3g}", clf.pixel_range),
+                            key="sec_inspect_image")
+        with right:
+            st.metric("Prediction at this point", clf.class_names[pt.label], f"margin {pt.margin:.3g}",
+                      delta_color="off")
+            st.caption(("Inside the pixel range." if pt.in_pixel_range else
+                        "Outside the pixel range: the model sees this unclipped input, which is not a valid image.")
+                       + f" Distance from the plane's centre: {pt.distance:.3g}.")
+            st.plotly_chart(probability_figure(pt.probabilities, clf.class_names, top=min(5, clf.num_classes),
+                                               title="Top-5 class probabilities at this point"),
+                            key="sec_inspect_probs")
