@@ -1,0 +1,81 @@
+"""``detect``: is this image carrying a small adversarial perturbation? (curvature-asymmetry detector)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..detection import ATTACKS, DEFAULT_FPR, attack_batch, model_detector
+from ..errors import GeometryError
+from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args
+from .subspace import add_subspace_arguments, cache_arg, stderr_progress, subspace_from_args
+
+HELP = "curvature-asymmetry detector: score, threshold, flag and recovered label for one image"
+
+
+def add_detector_arguments(p) -> None:
+    g = p.add_argument_group("detector")
+    g.add_argument("--fpr", type=float, default=DEFAULT_FPR,
+                   help=f"target false-positive rate on clean held-out images (default {DEFAULT_FPR})")
+    g.add_argument("--calibration-images", type=int, default=200,
+                   help="clean held-out images used to calibrate the sign and the threshold (default 200)")
+
+
+def add_arguments(p):
+    add_model_arguments(p)
+    add_image_arguments(p)
+    add_subspace_arguments(p)
+    add_detector_arguments(p)
+    g = p.add_argument_group("perturb the image first (optional)")
+    g.add_argument("--attack", choices=("none",) + ATTACKS, default="none",
+                   help="perturb the image before detection (default none)")
+    g.add_argument("--size", type=float, default=1.0,
+                   help="attack size: DeepFool x + size*r; FGSM/PGD L2 eps = size * this image's DeepFool norm "
+                        "(default 1)")
+
+
+def run(args) -> dict:
+    if args.calibration_images < 2:
+        raise GeometryError(f"--calibration-images must be at least 2, got {args.calibration_images}")
+    clf = model_from_args(args)
+    img = image_from_args(args, clf)
+    progress = stderr_progress()
+    S = subspace_from_args(args, clf, progress)
+    if progress:
+        progress(0.0, f"calibrating the detector on {args.calibration_images} clean held-out images")
+    det = model_detector(clf, S, fpr=args.fpr, images=args.calibration_images, seed=args.seed,
+                         cache=cache_arg(args), recompute=args.recompute)
+    x = clf.as_batch(img.tensor)
+    clean_label = int(clf.predict(x)[0])
+    eps = None
+    if args.attack != "none":
+        from ..boundary import deepfool
+
+        ref = deepfool(clf, x)
+        if not bool(ref.converged[0]):
+            raise GeometryError("DeepFool did not find an adversarial perturbation for this image, so there is no "
+                                "attack size to scale; pick another image or --attack none")
+        y = torch.tensor([clean_label], device=x.device)
+        x, eps = attack_batch(clf, x, y, args.attack, args.size, float(ref.norms()[0]), seed=args.seed)
+    res = det.detect(clf, x)
+    out = res.item(0)
+    out.update({"model": clf.name, "device": clf.device.type, "class_name": clf.class_names[out["label"]],
+                "recovered_class_name": clf.class_names[out["recovered_label"]], "clean_label": clean_label,
+                "true_label": img.label, "attack": args.attack, "attack_size": args.size if args.attack != "none"
+                else None, "eps": eps, "perturbation_norm": float((x - clf.as_batch(img.tensor)).norm()),
+                "sign": det.sign, "fpr": det.fpr, "m": det.m, "estimator": det.estimator, "step": det.step,
+                "calibration": det.calibration, "subspace_path": S.path, "detector_path": det.path})
+    return out
+
+
+def text(r: dict) -> str:
+    verdict = "FLAGGED as perturbed" if r["flagged"] else "not flagged (looks clean)"
+    lines = [f"label {r['label']} ({r['class_name']}): score {r['score']:+.4g} vs threshold {r['threshold']:+.4g} "
+             f"(target FPR {r['fpr']:g}) -> {verdict}"]
+    if r["flagged"]:
+        lines.append(f"recovered label: {r['recovered_label']} ({r['recovered_class_name']})")
+    if r["attack"] != "none":
+        lines.append(f"attacked with {r['attack']} size {r['attack_size']:g}: |perturbation| = "
+                     f"{r['perturbation_norm']:.3g}; label {r['clean_label']} -> {r['label']}")
+    lines.append(f"rho_c: {', '.join(f'{c}:{v:+.3g}' for c, v in enumerate(r['rho']))}  (sign s = {r['sign']:+d}, "
+                 f"m = {r['m']}, {r['estimator']})")
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""``reproduce``: run the paper's experiments on a model and write the reproduction report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import GeometryError
+from ..report import REPRODUCE_DEFAULTS as D
+from ..report import run_reproduction, summary_row, verdicts, write_report
+from ._common import add_model_arguments, model_from_args
+from .subspace import add_subspace_arguments, cache_arg, stderr_progress
+
+HELP = "run the paper's experiments (curvature, S, vulnerability, detector) and write a Markdown + HTML report"
+
+
+def _sizes(text: str):
+    try:
+        vals = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise GeometryError(f"--sizes must be comma-separated numbers such as 1,1.5,2, got {text!r}") from None
+    if not vals or any(v <= 0 for v in vals):
+        raise GeometryError(f"--sizes must be positive numbers, got {text!r}")
+    return vals
+
+
+def add_arguments(p):
+    add_model_arguments(p)
+    add_subspace_arguments(p)
+    g = p.add_argument_group("report")
+    g.add_argument("--out", default=None, help="output folder (default reports/<model>)")
+    g.add_argument("--format", choices=("md", "html", "both"), default="both", help="report format (default both)")
+    g.add_argument("--curvature-images", type=int, default=D["curvature_images"],
+                   help=f"held-out images whose principal curvatures are plotted (default {D['curvature_images']})")
+    g.add_argument("--curvature-k", type=int, default=D["curvature_k"],
+                   help=f"curvatures per end of each spectrum (default {D['curvature_k']})")
+    g.add_argument("--images", type=int, default=D["images"],
+                   help=f"held-out images for the vulnerability experiments (default {D['images']})")
+    g.add_argument("--draws", type=int, default=D["draws"], help=f"random draws per image and eps ({D['draws']})")
+    g.add_argument("--calibration-images", type=int, default=D["calibration_images"],
+                   help=f"clean held-out images for the detector's sign and threshold ({D['calibration_images']})")
+    g.add_argument("--evaluation-images", type=int, default=D["evaluation_images"],
+                   help=f"other held-out images to attack and score ({D['evaluation_images']})")
+    g.add_argument("--fpr", type=float, default=D["fpr"], help=f"target false-positive rate ({D['fpr']})")
+    g.add_argument("--sizes", default=",".join(f"{s:g}" for s in D["sizes"]),
+                   help="attack sizes: DeepFool x + s*r; FGSM/PGD eps = s * median DeepFool norm (default 1,1.5,2)")
+    g.add_argument("--connectivity-pairs", type=int, default=D["connectivity_pairs"],
+                   help="same-class pairs for connectivity statistics when geometry.paths is installed (0: skip)")
+    g.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def run(args) -> dict:
+    for name in ("curvature_images", "curvature_k", "images", "draws", "calibration_images", "evaluation_images"):
+        if getattr(args, name) < 1:
+            raise GeometryError(f"--{name.replace('_', '-')} must be a positive integer")
+    clf = model_from_args(args)
+    out = Path(args.out) if args.out else Path("reports") / clf.name
+    progress = stderr_progress(not args.quiet)
+    rep = run_reproduction(clf, subspace_images=args.subspace_images, m=args.m, estimator=args.estimator,
+                           step=args.step, seed=args.seed, curvature_images=args.curvature_images,
+                           curvature_k=args.curvature_k, images=args.images, draws=args.draws,
+                           calibration_images=args.calibration_images, evaluation_images=args.evaluation_images,
+                           fpr=args.fpr, sizes=_sizes(args.sizes), connectivity_pairs=args.connectivity_pairs,
+                           cache=cache_arg(args), recompute=args.recompute, progress=progress)
+    formats = ("md", "html") if args.format == "both" else (args.format,)
+    written = write_report(rep, out, formats)
+    return {"model": clf.name, "device": clf.device.type, "seconds": rep.seconds, "written": written,
+            "summary": summary_row(rep.numbers, rep.settings), "verdicts": verdicts(rep.numbers),
+            "notes": rep.notes}
+
+
+def text(r: dict) -> str:
+    lines = [f"report for {r['model']} ({r['seconds']:.0f} s):"] + [f"  {k}: {v}" for k, v in r["written"].items()]
+    lines += [f"- {v}" for v in r["verdicts"].values()]
+    return "\n".join(lines)

@@ -1,0 +1,98 @@
+"""``subspace``: compute (or load) and save the shared curved subspace S of a model.
+
+Also home of the S options every vulnerability command shares
+(:func:`add_subspace_arguments`, :func:`subspace_from_args`, :func:`stderr_progress`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ..errors import GeometryError
+from ..subspace import DEFAULT_IMAGES, DEFAULT_M, SIGNS, model_subspace
+from ._common import add_model_arguments, model_from_args, save_npz
+
+HELP = "shared curved subspace S: average curvature over many boundary points, top-m directions (cached per model)"
+
+
+def add_subspace_arguments(p) -> None:
+    g = p.add_argument_group("curved subspace S")
+    g.add_argument("--subspace-images", type=int, default=DEFAULT_IMAGES,
+                   help=f"training images whose boundary points are averaged (default {DEFAULT_IMAGES})")
+    g.add_argument("--m", type=int, default=DEFAULT_M, help=f"dimension of S (default {DEFAULT_M})")
+    g.add_argument("--signs", choices=SIGNS, default="both",
+                   help="keep the m largest |curvatures| of both signs (default), or only positive / negative")
+    g.add_argument("--estimator", choices=("auto", "exact", "fd"), default="auto",
+                   help="Hessian estimator: auto = exact for smooth nets, finite differences (fd) for ReLU nets")
+    g.add_argument("--step", type=float, default=None,
+                   help="finite-difference step h in pixels (default c*sqrt(d)*pixel_span/512, c=10)")
+    g.add_argument("--seed", type=int, default=0, help="seed for image choice, Lanczos start and random draws")
+    g.add_argument("--cache-dir", default=None,
+                   help="folder for saved S and detectors (default $BOUNDARY_GEOMETRY_CACHE or "
+                        "~/.cache/boundary-geometry)")
+    g.add_argument("--no-cache", action="store_true", help="neither read nor write saved results")
+    g.add_argument("--recompute", action="store_true", help="ignore a saved S and compute it again")
+
+
+def stderr_progress(enabled: bool | None = None):
+    """A progress callback printing one line per message change to stderr (None when disabled)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    last = {"msg": None, "t": time.perf_counter()}
+
+    def progress(frac: float, msg: str) -> None:
+        head = msg.split(":")[0]
+        if head != last["msg"]:
+            print(f"[{time.perf_counter() - last['t']:6.1f}s] {msg}", file=sys.stderr, flush=True)
+            last["msg"] = head
+
+    return progress
+
+
+def cache_arg(args):
+    return False if getattr(args, "no_cache", False) else args.cache_dir
+
+
+def subspace_from_args(args, clf, progress=None):
+    for name in ("subspace_images", "m"):
+        if getattr(args, name) < 1:
+            raise GeometryError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    return model_subspace(clf, images=args.subspace_images, m=args.m, signs=args.signs, estimator=args.estimator,
+                          step=args.step, seed=args.seed, cache=cache_arg(args), recompute=args.recompute,
+                          progress=progress)
+
+
+def add_arguments(p):
+    add_model_arguments(p)
+    add_subspace_arguments(p)
+    p.add_argument("--save", help="also write S to this .npz (basis (d, m), directions as images, eigenvalues)")
+
+
+def run(args) -> dict:
+    clf = model_from_args(args)
+    S = subspace_from_args(args, clf, stderr_progress())
+    out = S.summary()
+    out["device"] = clf.device.type
+    out["saved"] = save_npz(args.save, basis=S.basis, images=S.images(), eigenvalues=S.eigenvalues,
+                            spectrum=S.spectrum)
+    return out
+
+
+def text(result: dict) -> str:
+    ev = result["eigenvalues"]
+    lines = [f"S for {result['model']}: m = {result['m']} of d = {result['d']} "
+             f"({result['positive']} positive, {result['negative']} negative curvatures)",
+             f"average curvatures along S: {', '.join(f'{v:+.4g}' for v in ev[:8])}{' ...' if len(ev) > 8 else ''}",
+             f"{result['num_points']} boundary points, {result['hvp_count']} Hessian-vector products, "
+             f"{result['seconds']:.1f} s, estimator {result['settings']['estimator']}"
+             + (f" (h = {result['settings']['step']:.3g})" if result['settings'].get('step') else "")
+             + ("" if result["converged"] else "  [Lanczos did not fully converge]"),
+             f"random-subspace baseline sqrt(m/d) = {result['random_baseline']:.3f}"]
+    if result.get("cache_path"):
+        lines.append(f"saved S: {result['cache_path']}")
+    if result.get("saved"):
+        lines.append(f"wrote {result['saved']}")
+    return "\n".join(lines)

@@ -1,0 +1,458 @@
+"""The shared curved subspace S of a classifier (SCIENCE.md section 4).
+
+At boundary points z_i of many images x_i (``boundary.boundary_point``), with
+``F_i = f_{k_i} - f_{j_i}``, gradient ``g_i``, normal ``n_i = g_i / |g_i|`` and
+``P_i = I - n_i n_i^T``, the *average curvature operator* is
+
+    A = (1/N) sum_i P_i H_i P_i / |g_i|,
+
+i.e. the mean of the per-point curvature operators of ``operators.curvature_operator``
+(same sign convention: :data:`geometry.curvature.SIGN_CONVENTION`, positive = the
+boundary bends towards the other class j, so sliding along v from z heads back into
+the image's class k). One product ``A V`` costs one batched pass over all N points:
+every point's Hessian-vector product comes out of that pass. The signed Lanczos
+solver (``lanczos.signed_eigs``) gives the most positive and most negative
+eigenpairs of A; S is spanned by the ``m`` eigenvectors with the largest
+``|eigenvalue|`` (``signs="both"``, default), or by the ``m`` most positive / most
+negative ones (``signs="positive"`` / ``"negative"``).
+
+Estimators: ``"exact"`` (autograd Hessians; products come from one retained graph
+of all N gradients, one backward per Lanczos step), ``"fd"`` (central differences
+of gradients at the step h of ``operators.default_step``: curvature at a scale, the
+original work's choice and the only one that sees the bends of ReLU networks), and
+``"auto"`` = ``"exact"`` for smooth networks, ``"fd"`` otherwise (piecewise-linear
+or unknown).
+
+S is saved per model and settings (:func:`model_subspace`): a ``.npz`` in
+:func:`cache_dir` (``$BOUNDARY_GEOMETRY_CACHE`` or ``~/.cache/boundary-geometry``)
+named by the model's name, a hash of its weights and a hash of the settings, so
+the app and the CLI reuse each other's work. Images for S come from the *training*
+split of the model's dataset; the experiments use held-out images.
+
+Imports torch, numpy; never Streamlit or Plotly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .classifier import Classifier
+from .errors import GeometryError
+from .operators import Operator, batched_hvp, default_step, logit_difference_gradient
+
+Progress = Callable[[float, str], None]
+
+DEFAULT_IMAGES = 100
+DEFAULT_M = 20
+SIGNS = ("both", "positive", "negative")
+ESTIMATORS = ("auto", "exact", "fd")
+CACHE_ENV = "BOUNDARY_GEOMETRY_CACHE"
+CACHE_VERSION = 1
+
+
+def _noop(frac: float, msg: str) -> None:  # default progress callback
+    pass
+
+
+# ----------------------------------------------------------------- settings
+def resolve_estimator(clf: Classifier, estimator: str = "auto") -> str:
+    """``"auto"`` -> ``"exact"`` for smooth networks, ``"fd"`` for piecewise-linear or unknown ones."""
+    if estimator not in ESTIMATORS:
+        raise GeometryError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    if estimator == "auto":
+        return "exact" if clf.piecewise_linear is False else "fd"
+    return estimator
+
+
+def resolve_step(clf: Classifier, estimator: str, step: float | None) -> float | None:
+    """The finite-difference step h in pixels (``operators.default_step`` unless given); None for exact."""
+    if estimator != "fd":
+        return None
+    h = default_step(clf) if step is None else float(step)
+    if not h > 0 or not math.isfinite(h):
+        raise GeometryError(f"finite-difference step must be a positive number of pixels, got {step}")
+    return h
+
+
+def cache_dir(path: str | Path | None = None) -> Path:
+    """Where S (and detector calibrations) are saved: ``path``, else ``$BOUNDARY_GEOMETRY_CACHE``,
+    else ``~/.cache/boundary-geometry``."""
+    if path:
+        return Path(path).expanduser()
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "boundary-geometry"
+
+
+def model_fingerprint(clf: Classifier) -> str:
+    """A short hash of the model's weights, input shape, pixel range and dtype (for cache keys)."""
+    h = hashlib.sha1()
+    h.update(repr((clf.input_shape, clf.pixel_range, clf.num_classes, str(clf.dtype))).encode())
+    try:
+        state = clf.module.state_dict()
+    except Exception:  # exported programs may refuse; fall back to parameters
+        state = {f"p{i}": p for i, p in enumerate(clf.module.parameters())}
+    for name in sorted(state):
+        t = state[name]
+        if isinstance(t, torch.Tensor):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def settings_key(settings: dict) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+# ----------------------------------------------------------------- images
+def dataset_images(clf: Classifier, n: int, *, split: str = "train", seed: int = 0):
+    """``n`` images ``(n, *input_shape)`` and labels from the model's dataset, stratified by class.
+
+    ``split`` is ``"train"`` (used for S) or ``"held_out"`` (the gallery, used for experiments).
+    Images of another shape (foreign models) are converted like the gallery's."""
+    from .data import load_split
+    from .images import _array_to_pil, convert_pil, gallery_dataset
+
+    if split not in ("train", "held_out"):
+        raise GeometryError(f"split must be 'train' or 'held_out', got {split!r}")
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise GeometryError(f"the number of images must be a positive integer, got {n!r}")
+    dataset = gallery_dataset(clf)
+    data = load_split(dataset)[0 if split == "train" else 1]
+    classes = np.unique(data.y)
+    rng = np.random.default_rng(seed)
+    per = [rng.permutation(np.flatnonzero(data.y == c)) for c in classes]
+    # round-robin over classes so any n is as balanced as possible
+    order = [idx[i] for i in range(max(len(p) for p in per)) for idx in per if i < len(idx)]
+    if n > len(order):
+        raise GeometryError(f"the {dataset} {split} split has {len(order)} images; ask for at most that many")
+    keep = np.array(order[:n])
+    arr = data.x[keep]
+    if tuple(arr.shape[1:]) == clf.input_shape and clf.pixel_range == (0.0, 1.0):
+        x = torch.from_numpy(arr.copy())
+    else:
+        x = torch.stack([convert_pil(_array_to_pil(a[0]), clf, digit_like=False).tensor for a in arr])
+    return x, torch.from_numpy(data.y[keep].copy())
+
+
+# ----------------------------------------------------------------- operator
+class AverageCurvatureOperator(Operator):
+    """``A = (1/N) sum_i P_i H_i P_i / |g_i|`` over boundary points ``z`` ``(N, *shape)``.
+
+    ``k`` (near-side class, the image's label) and ``j`` (far-side class) are ``(N,)``.
+    Each product ``A V`` (V ``(d, n)``) is one batched pass over the N points (in
+    chunks of ``batch_size``): with ``"exact"`` a backward pass through a retained
+    graph of every point's gradient (built once), with ``"fd"`` ``operators.batched_hvp``.
+    ``hvp_count`` counts per-point Hessian-vector products (N per column)."""
+
+    def __init__(self, clf: Classifier, z, k, j, estimator: str = "exact", step: float | None = None,
+                 batch_size: int = 256):
+        z = clf.as_batch(z).detach()
+        super().__init__(clf.dim, clf.dtype, clf.device)
+        self.clf, self.z = clf, z
+        self.k = torch.as_tensor(k, device=z.device).reshape(-1).long()
+        self.j = torch.as_tensor(j, device=z.device).reshape(-1).long()
+        if self.k.numel() != z.shape[0] or self.j.numel() != z.shape[0]:
+            raise GeometryError(f"k and j must hold one class per boundary point ({z.shape[0]})")
+        if bool((self.k == self.j).any()):
+            raise GeometryError("k and j must differ at every boundary point (F = f_k - f_j)")
+        self.estimator = resolve_estimator(clf, estimator)
+        self.step = resolve_step(clf, self.estimator, step)
+        self.batch_size = max(1, int(batch_size))
+        g = logit_difference_gradient(clf, z, self.k, self.j).reshape(z.shape[0], -1)
+        gn = g.norm(dim=1)
+        if not bool(torch.isfinite(gn).all()) or bool((gn <= 0).any()):
+            raise GeometryError("the gradient of f_k - f_j vanishes at some boundary point, so the boundary has no "
+                                "normal there; drop that image or use other images")
+        self.gradient_norms = gn
+        self.normals = g / gn[:, None]
+        self._graphs: dict[int, tuple] = {}
+
+    @property
+    def num_points(self) -> int:
+        return int(self.z.shape[0])
+
+    def _graph(self, s: int, e: int):
+        """(z with grad, grad F with its graph) for points s:e, built once and reused by every product."""
+        if s not in self._graphs:
+            with torch.enable_grad():
+                zz = self.z[s:e].clone().requires_grad_(True)
+                out = self.clf.module(zz)
+                F = (out.gather(1, self.k[s:e, None]) - out.gather(1, self.j[s:e, None])).sum()
+                (g,) = torch.autograd.grad(F, zz, create_graph=True)
+            self._graphs[s] = (zz, g)
+        return self._graphs[s]
+
+    def _hvp(self, s: int, e: int, V: torch.Tensor) -> torch.Tensor:
+        """Hessian products for points s:e; V ``(b, n, *shape)`` -> ``(b, n, *shape)``."""
+        if self.estimator == "fd":
+            return batched_hvp(self.clf, self.z[s:e], self.k[s:e], self.j[s:e], V, "fd", self.step)
+        try:
+            zz, g = self._graph(s, e)
+        except RuntimeError:  # a module that refuses create_graph: the contract's batched_hvp
+            return batched_hvp(self.clf, self.z[s:e], self.k[s:e], self.j[s:e], V, "exact")
+        if not g.requires_grad:  # F is linear in z (piecewise-linear net): exact Hessian is zero
+            return torch.zeros_like(V)
+        cols = []
+        for c in range(V.shape[1]):
+            (hv,) = torch.autograd.grad(g, zz, grad_outputs=V[:, c], retain_graph=True, allow_unused=True)
+            cols.append(torch.zeros_like(V[:, c]) if hv is None else hv.detach())
+        return torch.stack(cols, dim=1)
+
+    def _matmat(self, V):
+        d, n = V.shape
+        shape = self.clf.input_shape
+        acc = torch.zeros(d, n, dtype=self.dtype, device=self.device)
+        for s in range(0, self.num_points, self.batch_size):
+            e = min(s + self.batch_size, self.num_points)
+            N = self.normals[s:e]  # (b, d)
+            PV = V.T.unsqueeze(0) - (N @ V).unsqueeze(2) * N.unsqueeze(1)  # (b, n, d)
+            HV = self._hvp(s, e, PV.reshape(e - s, n, *shape)).reshape(e - s, n, d)
+            PHV = HV - (HV @ N.unsqueeze(2)) * N.unsqueeze(1)
+            acc += (PHV / self.gradient_norms[s:e, None, None]).sum(0).T
+        self.hvp_count += self.num_points * n
+        return acc / self.num_points
+
+
+# ----------------------------------------------------------------- result
+@dataclass
+class CurvedSubspace:
+    """S: ``basis`` ``(d, m)`` orthonormal columns, ordered by ``|eigenvalue|`` (largest first).
+
+    ``eigenvalues`` ``(m,)``: the average curvature of the boundary along each direction
+    (eigenvalues of the average curvature operator; SCIENCE.md sign). ``spectrum``: all
+    Ritz values the solver returned (both ends, descending) for plotting. ``settings``
+    records how S was made (images, split, seed, m, signs, estimator, step, ...)."""
+
+    basis: torch.Tensor
+    eigenvalues: np.ndarray
+    spectrum: np.ndarray
+    input_shape: tuple
+    model: str
+    fingerprint: str
+    settings: dict
+    num_points: int
+    hvp_count: int
+    seconds: float
+    converged: bool
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    boundary_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    path: str | None = None
+
+    @property
+    def m(self) -> int:
+        return int(self.basis.shape[1])
+
+    @property
+    def dim(self) -> int:
+        return int(self.basis.shape[0])
+
+    @property
+    def random_baseline(self) -> float:
+        """sqrt(m / d): the typical |P r| / |r| of a random m-dimensional subspace."""
+        return math.sqrt(self.m / self.dim)
+
+    def images(self) -> torch.Tensor:
+        """The directions as images ``(m, *input_shape)``."""
+        return self.basis.T.reshape(self.m, *self.input_shape)
+
+    def basis_like(self, x: torch.Tensor) -> torch.Tensor:
+        return self.basis.to(device=x.device, dtype=x.dtype)
+
+    def project(self, r) -> torch.Tensor:
+        """Coordinates of each row of ``r`` ``(B, *shape)`` in S: ``(B, m)``."""
+        r = torch.as_tensor(r)
+        return r.reshape(r.shape[0], -1) @ self.basis_like(r)
+
+    def concentration(self, r) -> torch.Tensor:
+        """``|P_S r| / |r|`` per row of ``r`` ``(B, *shape)`` (NaN where r = 0)."""
+        r = torch.as_tensor(r)
+        flat = r.reshape(r.shape[0], -1)
+        nr = flat.norm(dim=1)
+        ratio = self.project(r).norm(dim=1) / nr
+        return torch.where(nr > 0, ratio, torch.full_like(ratio, float("nan")))
+
+    def summary(self) -> dict:
+        return {"model": self.model, "m": self.m, "d": self.dim, "eigenvalues": [float(v) for v in self.eigenvalues],
+                "positive": int((self.eigenvalues > 0).sum()), "negative": int((self.eigenvalues < 0).sum()),
+                "num_points": self.num_points, "hvp_count": int(self.hvp_count), "seconds": float(self.seconds),
+                "converged": bool(self.converged), "random_baseline": self.random_baseline,
+                "settings": dict(self.settings), "cache_path": self.path}
+
+    # ---------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> str:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"version": CACHE_VERSION, "input_shape": list(self.input_shape), "model": self.model,
+                "fingerprint": self.fingerprint, "settings": self.settings, "num_points": self.num_points,
+                "hvp_count": int(self.hvp_count), "seconds": float(self.seconds), "converged": bool(self.converged)}
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
+        np.savez_compressed(tmp, basis=self.basis.detach().cpu().double().numpy(), eigenvalues=self.eigenvalues,
+                            spectrum=self.spectrum, labels=self.labels, boundary_labels=self.boundary_labels,
+                            meta=np.array(json.dumps(meta)))
+        os.replace(tmp, path)  # atomic: a reader never sees half a file
+        self.path = str(path)
+        return str(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CurvedSubspace":
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                meta = json.loads(str(f["meta"]))
+                out = cls(torch.from_numpy(f["basis"].copy()), f["eigenvalues"].copy(), f["spectrum"].copy(),
+                          tuple(meta["input_shape"]), meta["model"], meta["fingerprint"], meta["settings"],
+                          int(meta["num_points"]), int(meta["hvp_count"]), float(meta["seconds"]),
+                          bool(meta["converged"]), f["labels"].copy(), f["boundary_labels"].copy(), str(path))
+        except (OSError, KeyError, ValueError) as exc:
+            raise GeometryError(f"{path} is not a saved curved subspace ({type(exc).__name__}); delete it and "
+                                "compute S again") from None
+        if meta.get("version") != CACHE_VERSION:
+            raise GeometryError(f"{path} was saved by another version; delete it and compute S again")
+        return out
+
+    def for_model(self, clf: Classifier) -> torch.Tensor:
+        """The basis on the model's device/dtype, after checking it belongs to a model of this shape."""
+        if self.input_shape != clf.input_shape:
+            raise GeometryError(f"S was computed for inputs {self.input_shape} but the model takes {clf.input_shape}; "
+                                "compute S for this model")
+        return self.basis.to(device=clf.device, dtype=clf.dtype)
+
+
+# ----------------------------------------------------------------- computing S
+def default_max_iter(m: int, d: int) -> int:
+    """Lanczos budget for S: 5 m products (at least 40, at most d). The finite-difference operator is not
+    exactly linear, so its Ritz residuals stall above any tight tolerance; the budget bounds the cost
+    (``converged`` says whether the tolerance was met)."""
+    return int(min(d, max(40, 5 * m)))
+
+
+def _check_m(m: int, d: int) -> int:
+    if not isinstance(m, (int, np.integer)) or not 1 <= m < d:
+        raise GeometryError(f"m (the dimension of S) must be an integer in 1..{d - 1}, got {m!r}")
+    return int(m)
+
+
+def curved_subspace(clf: Classifier, x, *, m: int = DEFAULT_M, signs: str = "both", estimator: str = "auto",
+                    step: float | None = None, candidates: int = 10, tol: float = 1e-4, lanczos_tol: float = 1e-4,
+                    max_iter: int | None = None, seed: int = 0, batch_size: int = 256,
+                    progress: Progress | None = None, boundary=None) -> CurvedSubspace:
+    """S from the boundary points of the images ``x`` ``(N, *shape)``.
+
+    Parameters
+    ----------
+    m : dimension of S (``1 <= m < d``).
+    signs : ``"both"`` (the m largest |eigenvalues| of either sign), ``"positive"`` or ``"negative"``.
+    estimator, step : Hessian estimator (``"auto"``, ``"exact"``, ``"fd"``) and fd step h in pixels.
+    candidates, tol : passed to ``boundary.boundary_point``.
+    lanczos_tol, max_iter, seed : passed to ``lanczos.signed_eigs`` (``max_iter`` default :func:`default_max_iter`).
+    boundary : a precomputed ``BoundaryResult`` for ``x`` (skips the boundary search).
+    progress : ``progress(fraction, message)`` callback.
+
+    Images whose boundary search did not converge are left out (their number is in
+    ``settings["dropped"]``)."""
+    from .boundary import boundary_point
+    from .lanczos import signed_eigs
+
+    progress = progress or _noop
+    if signs not in SIGNS:
+        raise GeometryError(f"signs must be one of {', '.join(SIGNS)}, got {signs!r}")
+    m = _check_m(m, clf.dim)
+    est = resolve_estimator(clf, estimator)
+    h = resolve_step(clf, est, step)
+    t0 = time.perf_counter()
+    x = clf.as_batch(x)
+    if boundary is None:
+        progress(0.02, f"boundary points of {x.shape[0]} images (DeepFool + bisection)")
+        boundary = boundary_point(clf, x, candidates=candidates, tol=tol)
+    ok = boundary.converged & (boundary.boundary_label != boundary.side_label)
+    if int(ok.sum()) < 1:
+        raise GeometryError("no boundary point converged for these images; use more images or a larger tolerance")
+    z, k, j = boundary.point[ok], boundary.side_label[ok], boundary.boundary_label[ok]
+    progress(0.2, f"average curvature operator over {int(ok.sum())} boundary points ({est})")
+    op = AverageCurvatureOperator(clf, z, k, j, est, h, batch_size)
+    n_eig = min(m, clf.dim // 2)
+    if max_iter is None:
+        max_iter = default_max_iter(m, clf.dim)
+    expected = max_iter
+    matvec = op.matvec
+
+    def counting(V):
+        out = matvec(V)
+        steps = op.hvp_count // max(1, op.num_points)
+        progress(min(0.2 + 0.75 * steps / expected, 0.95), f"Lanczos on the average operator: {steps} products")
+        return out
+
+    op.matvec = counting  # progress per Lanczos step; the solver only sees a matvec
+    res = signed_eigs(op, k=n_eig, tol=lanczos_tol, max_iter=max_iter, seed=seed)
+    vals = np.asarray(res.values, dtype=np.float64)
+    vecs = res.vectors.to(torch.float64)
+    order = {"both": np.argsort(-np.abs(vals), kind="stable"), "positive": np.argsort(-vals, kind="stable"),
+             "negative": np.argsort(vals, kind="stable")}[signs]
+    pick = order[:m]
+    if len(pick) < m:
+        raise GeometryError(f"the solver returned {len(vals)} eigenpairs, fewer than m = {m}; lower m")
+    basis = vecs[:, torch.as_tensor(pick.copy())]
+    basis, _ = torch.linalg.qr(basis)  # re-orthonormalise (Ritz vectors are orthonormal up to round-off)
+    basis = basis * torch.sign((basis * vecs[:, torch.as_tensor(pick.copy())]).sum(0))  # keep each vector's sign
+    settings = {"m": m, "signs": signs, "estimator": est, "step": h, "candidates": candidates, "tol": tol,
+                "lanczos_tol": lanczos_tol, "max_iter": max_iter, "seed": seed, "images": int(x.shape[0]),
+                "dropped": int((~ok).sum())}
+    progress(1.0, "done")
+    return CurvedSubspace(basis.cpu(), vals[pick], np.sort(vals)[::-1], clf.input_shape, clf.name,
+                          model_fingerprint(clf), settings, int(ok.sum()), int(op.hvp_count),
+                          time.perf_counter() - t0, bool(np.all(res.converged)),
+                          k.cpu().numpy(), j.cpu().numpy())
+
+
+def subspace_settings(clf: Classifier, *, images: int = DEFAULT_IMAGES, m: int = DEFAULT_M, signs: str = "both",
+                      estimator: str = "auto", step: float | None = None, seed: int = 0, candidates: int = 10,
+                      split: str = "train") -> dict:
+    """The settings that identify a cached S (estimator and step resolved)."""
+    est = resolve_estimator(clf, estimator)
+    return {"images": int(images), "m": int(m), "signs": signs, "estimator": est,
+            "step": resolve_step(clf, est, step), "seed": int(seed), "candidates": int(candidates), "split": split,
+            "dtype": str(clf.dtype).replace("torch.", "")}
+
+
+def subspace_path(clf: Classifier, settings: dict, directory: str | Path | None = None) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in clf.name)[:40] or "model"
+    return cache_dir(directory) / "subspace" / f"{safe}-{model_fingerprint(clf)}-{settings_key(settings)}.npz"
+
+
+def model_subspace(clf: Classifier, *, images: int = DEFAULT_IMAGES, m: int = DEFAULT_M, signs: str = "both",
+                   estimator: str = "auto", step: float | None = None, seed: int = 0, candidates: int = 10,
+                   split: str = "train", cache: str | Path | None | bool = None, recompute: bool = False,
+                   progress: Progress | None = None) -> CurvedSubspace:
+    """S for a model from ``images`` images of its dataset's ``split``, loaded from the cache when saved.
+
+    ``cache``: a folder, ``None`` for :func:`cache_dir`, or ``False`` to neither read nor write.
+    ``recompute=True`` ignores a saved S (and overwrites it)."""
+    settings = subspace_settings(clf, images=images, m=m, signs=signs, estimator=estimator, step=step, seed=seed,
+                                 candidates=candidates, split=split)
+    path = None if cache is False else subspace_path(clf, settings, cache)
+    if path is not None and path.exists() and not recompute:
+        S = CurvedSubspace.load(path)
+        if S.fingerprint == model_fingerprint(clf):
+            if progress:
+                progress(1.0, f"loaded S from {path}")
+            return S
+    x, _ = dataset_images(clf, images, split=split, seed=seed)
+    S = curved_subspace(clf, x, m=m, signs=signs, estimator=settings["estimator"], step=settings["step"],
+                        candidates=candidates, seed=seed, progress=progress)
+    S.settings.update(split=split, dtype=settings["dtype"])
+    if path is not None:
+        try:
+            S.save(path)
+        except OSError as exc:  # a read-only home must not break the analysis
+            S.settings["cache_error"] = f"could not save S to {path}: {exc}"
+    return S
