@@ -1,0 +1,1100 @@
+"""Connectivity of classification regions: verified piecewise-linear paths (SCIENCE.md section 1).
+
+Two images ``x1, x2`` of one predicted class ``i`` are *connected* when a continuous
+path from one to the other stays in the region ``R_i = {x : k(x) = i}``. We look
+for a piecewise-linear path through anchor points ``x1 = p0, p1, ..., pn, p(n+1) = x2``
+by recursive bisection (Fawzi et al. 2017):
+
+1. check the segment ``[a, b]`` densely (see *Verification* below); accept it when it
+   passes;
+2. otherwise take the midpoint ``m``; when ``m`` is not in ``R_i`` move it into ``R_i``
+   with a minimal targeted DeepFool step (overshoot :data:`PROJECTION_OVERSHOOT`);
+3. recurse on ``[a, m]`` and ``[m, b]``, until every segment passes or the anchor budget
+   runs out. Then the result says ``connected=False`` and where the search stopped:
+   a path is never reported unless every one of its segments passed the check.
+
+All pending segments of all pairs are checked in one batched pass per round, and all
+midpoints that need projecting go through one batched DeepFool call.
+
+Verification (the resolution rule, :data:`VERIFICATION_RULE`)
+-------------------------------------------------------------
+For the target class ``i`` and every other class ``j`` let ``g_j = f_i - f_j``; a point is
+in ``R_i`` iff ``g_j > 0`` for all ``j``. If ``g_j`` changes by at most ``L_j`` per unit of L2
+distance, then between two samples at distance ``D`` apart with values ``g_j(s)``,
+``g_j(s')`` it cannot reach zero when ``g_j(s) + g_j(s') > L_j * D``. A segment is
+sampled on a grid (at least ``min_points`` points, spacing at most ``max_step``); every
+interval whose two samples do not satisfy this for all ``j`` is subdivided (into as many
+pieces as the inequality asks for), and the slopes are re-estimated, until every
+interval satisfies it (the segment passes), a sample has another label (it fails: a
+label change was found), an interval is shorter than ``min_step`` or the segment has
+used ``max_samples`` points (it fails: unresolved). So the step is adaptive: about
+``2 * margin / L`` in L2, fine where the margin is small and coarse where it is large.
+
+What bounds ``L_j``:
+
+- ``"bound"``: a Lipschitz constant of ``f_i - f_j`` derived from the weights
+  (:func:`margin_lipschitz_bound`: product of exact layer operator norms -- SVD for
+  linear layers, the Fourier bound of Sedghi et al. 2019 for convolutions -- and the
+  activations' largest slopes; the last layer contributes ``|w_i - w_j|``). Then no label
+  change can hide between samples: a passed segment lies in ``R_i`` (up to the
+  floating-point tolerance written in :func:`check_segments`). Available for plain
+  ``nn.Sequential`` chains of known layers (all bundled models).
+- ``"local"``: ``L_j = safety * (steepest slope of g_j between adjacent samples of this
+  segment)``. This is a sampled check, not a proof: it is exact when the slope along the
+  segment never exceeds ``safety`` times the steepest slope seen on the grid.
+- ``"auto"`` (default): ``"bound"`` when the model allows it, else ``"local"``.
+- a number: that slope bound for every class (a guarantee if it is a true Lipschitz bound).
+
+Imports torch and numpy (and :mod:`geometry.boundary` for DeepFool); never Streamlit
+or Plotly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .classifier import Classifier, Normalize
+from .errors import ConvergenceError, GeometryError
+
+PROJECTION_OVERSHOOT = 0.02  # targeted DeepFool overshoot when a midpoint is moved back into the region
+# After DeepFool, an anchor is pushed to a first-order distance of at least ANCHOR_DEPTH_C * sqrt(d) * pixel_span
+# inside the boundary (0.028 in L2 for MNIST, a third of a percent of a typical chord). DeepFool's relative
+# overshoot alone leaves anchors ~1e-4 logit units inside when the midpoint was barely outside; no float32 check
+# with a weight-derived slope bound can resolve that (our convention; the paper only says "small overshoot").
+ANCHOR_DEPTH_C = 1e-3
+DEFAULT_MAX_ANCHORS = 16
+DEFAULT_SAFETY = 2.0
+DEFAULT_MIN_POINTS = 16
+DEFAULT_MAX_SAMPLES = 20_000
+CHORD_SAMPLES = 256
+MAX_PIECES = 64  # most pieces one interval is cut into in one refinement round
+VERIFICATION_MODES = ("auto", "bound", "local")
+VERIFICATION_RULE = ("interval [s, s'] of length D passes when g_j(s) + g_j(s') > L_j * (D + 2*delta) + 2*tol for "
+                     "every class j != i, where g_j = f_i - f_j, L_j bounds the slope of g_j, delta the rounding of "
+                     "sample coordinates and tol the rounding of the logits")
+
+
+# ------------------------------------------------------------------ counting
+class _Counted(nn.Module):
+    """Counts images through the model (and those with autograd on), for ``evaluations``."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.images = 0
+        self.grad_images = 0
+
+    def forward(self, x):
+        n = int(x.shape[0]) if x.dim() > 0 else 1
+        self.images += n
+        if torch.is_grad_enabled():
+            self.grad_images += n
+        return self.inner(x)
+
+
+def _counted(clf: Classifier) -> tuple[Classifier, _Counted]:
+    wrapper = _Counted(clf.module)
+    return Classifier(wrapper, clf.input_shape, clf.class_names, clf.pixel_range, clf.name, clf.dataset,
+                      clf.card), wrapper
+
+
+# ------------------------------------------------------------------ Lipschitz bound
+# Largest slope of each elementwise activation (checked numerically in tests/test_paths.py).
+ACTIVATION_SLOPES = {nn.ReLU: 1.0, nn.ReLU6: 1.0, nn.Hardtanh: 1.0, nn.Tanh: 1.0, nn.Softplus: 1.0,
+                     nn.Sigmoid: 0.25, nn.GELU: 1.1290, nn.SiLU: 1.0999, nn.Mish: 1.0886}
+_IDENTITY = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Flatten)
+
+
+@dataclass
+class LipschitzBound:
+    """``pairwise[i, j]`` bounds the L2 Lipschitz constant of ``f_i - f_j`` on all of input space."""
+
+    pairwise: np.ndarray
+    layers: list[tuple[str, float]]
+
+    @property
+    def max(self) -> float:
+        return float(self.pairwise.max())
+
+
+_bound_cache: "weakref.WeakKeyDictionary[nn.Module, object]" = weakref.WeakKeyDictionary()
+
+
+def _leaves(module: nn.Module) -> list[nn.Module] | None:
+    if type(module) is nn.Sequential:
+        out = []
+        for m in module:
+            sub = _leaves(m)
+            if sub is None:
+                return None
+            out += sub
+        return out
+    if type(module) is _Counted:
+        return _leaves(module.inner)
+    if len(list(module.children())) and not isinstance(module, (nn.Conv2d, nn.Linear)):
+        return None  # a container with its own forward (e.g. residual blocks): not a chain
+    return [module]
+
+
+def _conv_norm(conv: nn.Conv2d, in_shape) -> float:
+    """Upper bound of the operator norm of a zero-padded 2-D convolution.
+
+    Zero padding then cropping embeds the map in a circular convolution on an N x N grid
+    (N >= padded size) whose norm is the largest singular value of the kernel's Fourier
+    transform over all frequencies (Sedghi, Gupta & Long 2019); stride only drops outputs."""
+    if conv.padding_mode != "zeros":
+        return float("nan")
+    W = conv.weight.detach().to(torch.float64).cpu()
+    co, cig, kh, kw = W.shape
+    dh, dw = conv.dilation
+    kh_e, kw_e = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    H, Wd = int(in_shape[-2]), int(in_shape[-1])
+    if isinstance(conv.padding, str):
+        ph, pw = (0, 0) if conv.padding == "valid" else (kh_e, kw_e)
+    else:
+        ph, pw = conv.padding
+    nh, nw = max(H + 2 * ph, kh_e), max(Wd + 2 * pw, kw_e)
+    g = conv.groups
+    best = 0.0
+    for gi in range(g):
+        Wg = W[gi * (co // g):(gi + 1) * (co // g)]
+        K = torch.zeros(co // g, cig, nh, nw, dtype=torch.float64)
+        K[:, :, 0:kh_e:dh, 0:kw_e:dw] = Wg
+        Khat = torch.fft.fft2(K)  # (co, ci, nh, nw)
+        mats = Khat.permute(2, 3, 0, 1).reshape(nh * nw, co // g, cig)
+        best = max(best, float(torch.linalg.matrix_norm(mats, ord=2).max()))
+    return best
+
+
+def _pool_norm(m, in_shape) -> float:
+    """Operator-norm bound of 2-D max / average pooling (nan when we cannot bound it)."""
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+    ks = pair(m.kernel_size)
+    st = tuple(s if s else k for s, k in zip(pair(m.stride or m.kernel_size), ks))
+    pad = pair(m.padding)
+    # c: the most windows one input can fall in
+    c = math.ceil(ks[0] / st[0]) * math.ceil(ks[1] / st[1])
+    if isinstance(m, nn.MaxPool2d):
+        if pair(m.dilation) != (1, 1):
+            return float("nan")
+        # |max(x_w) - max(y_w)| <= max_w |x - y|, and each input meets at most c windows
+        return math.sqrt(c)
+    if m.divisor_override or m.ceil_mode or (pad != (0, 0) and not m.count_include_pad):
+        return float("nan")
+    # rows hold at most k_h k_w entries 1/(k_h k_w), columns at most c: |A| <= sqrt(|A|_1 |A|_inf)
+    return math.sqrt(c / (ks[0] * ks[1]))
+
+
+def margin_lipschitz_bound(clf: Classifier) -> LipschitzBound | None:
+    """Weight-derived upper bounds of the L2 Lipschitz constants of all logit differences.
+
+    Returns None when the module is not a plain chain (``nn.Sequential``) of layers whose
+    norm we can bound (Linear, Conv2d, pooling, BatchNorm in eval mode, our Normalize,
+    elementwise activations, Flatten/Dropout/Identity) ending in a Linear layer. The
+    product of per-layer bounds is an upper bound (usually loose by a factor of tens on
+    trained CNNs, which only costs more samples). Cached per module."""
+    module = clf.module.inner if isinstance(clf.module, _Counted) else clf.module
+    if module in _bound_cache:
+        return _bound_cache[module]  # type: ignore[return-value]
+    result = _compute_bound(clf, module)
+    _bound_cache[module] = result
+    return result
+
+
+def _compute_bound(clf: Classifier, module: nn.Module) -> LipschitzBound | None:
+    leaves = _leaves(module)
+    if not leaves:
+        return None
+    last = None
+    for idx in range(len(leaves) - 1, -1, -1):
+        if isinstance(leaves[idx], nn.Linear):
+            last = idx
+            break
+        if not isinstance(leaves[idx], _IDENTITY):
+            return None
+    if last is None:
+        return None
+    shapes: dict[int, tuple] = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out, i=i: shapes.__setitem__(i, tuple(inp[0].shape[1:])))
+             for i, m in enumerate(leaves)]
+    try:
+        with torch.no_grad():
+            lo, hi = clf.pixel_range
+            module(torch.full((1, *clf.input_shape), (lo + hi) / 2, device=clf.device, dtype=clf.dtype))
+    except Exception:
+        return None
+    finally:
+        for h in hooks:
+            h.remove()
+    product, layers = 1.0, []
+    for i, m in enumerate(leaves[:last]):
+        if isinstance(m, _IDENTITY):
+            continue
+        if isinstance(m, nn.Linear):
+            s = float(torch.linalg.matrix_norm(m.weight.detach().double().cpu(), ord=2))
+        elif isinstance(m, nn.Conv2d):
+            s = _conv_norm(m, shapes.get(i, ()))
+        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            s = _pool_norm(m, shapes.get(i, ()))
+        elif isinstance(m, Normalize):
+            s = float((1.0 / m.std.detach().double().abs()).max())
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.running_var is not None:
+            scale = (m.weight.detach() if m.weight is not None else torch.ones_like(m.running_var)).double() / \
+                torch.sqrt(m.running_var.double() + m.eps)
+            s = float(scale.abs().max())
+        elif isinstance(m, nn.LeakyReLU):
+            s = max(1.0, abs(float(m.negative_slope)))
+        elif isinstance(m, nn.ELU):
+            s = max(1.0, float(m.alpha))
+        elif isinstance(m, nn.PReLU):
+            s = max(1.0, float(m.weight.detach().abs().max()))
+        elif type(m) in ACTIVATION_SLOPES:
+            s = ACTIVATION_SLOPES[type(m)]
+        else:
+            return None
+        if not math.isfinite(s):
+            return None
+        product *= s
+        layers.append((type(m).__name__, s))
+    W = leaves[last].weight.detach().double().cpu()
+    pairwise = (W[:, None, :] - W[None, :, :]).norm(dim=2).numpy() * product
+    layers.append(("Linear (|w_i - w_j|, largest)", float(pairwise.max() / product) if product else 0.0))
+    return LipschitzBound(pairwise, layers)
+
+
+# ------------------------------------------------------------------ segment checks
+@dataclass
+class SegmentCheck:
+    """The dense check of one segment ``a + t (b - a)``, ``t`` in [0, 1], for class ``label``.
+
+    ``t`` and ``margin`` (``f_i - max_{j != i} f_j``) are the samples actually evaluated
+    (sorted). ``reason``: "certified" (passed), "label change" (a sample has another label:
+    ``bad_t``, ``bad_label``), "unresolved" (an interval below ``min_step`` could not be
+    certified) or "sample budget"."""
+
+    ok: bool
+    reason: str
+    label: int
+    length: float
+    t: np.ndarray
+    margin: np.ndarray
+    slope_bound: float
+    certified_margin: float | None
+    bad_t: float | None = None
+    bad_label: int | None = None
+
+    @property
+    def samples(self) -> int:
+        return int(len(self.t))
+
+
+def _slope_bounds(mode, bound: LipschitzBound | None, labels: np.ndarray, L: int) -> np.ndarray | None:
+    """(S, L) per-segment, per-class slope bounds, or None for the local estimate."""
+    if mode == "local":
+        return None
+    if mode == "bound":
+        return bound.pairwise[labels]
+    return np.full((len(labels), L), float(mode))
+
+
+def check_segments(clf: Classifier, a: torch.Tensor, b: torch.Tensor, labels, *, verification="auto",
+                   safety: float = DEFAULT_SAFETY, max_step: float | None = None, min_points: int = DEFAULT_MIN_POINTS,
+                   min_step: float | None = None, max_samples: int = DEFAULT_MAX_SAMPLES,
+                   batch_size: int = 2048) -> list[SegmentCheck]:
+    """Check segments ``[a_s, b_s]`` (``(S, *shape)`` each) for labels ``(S,)`` by the rule in the module
+    docstring; all segments advance together, each round is one batched forward (in chunks).
+
+    Floating point: ``tol = 32 * eps * (1 + max |logit|)`` covers the rounding of the logits and
+    ``delta = 4 * eps * |max(|a|, |b|)|`` the rounding of the sample coordinates (eps of the model's dtype)."""
+    mode, bound = resolve_verification(clf, verification)
+    a = clf.as_batch(a).reshape(-1, clf.dim)
+    b = clf.as_batch(b).reshape(-1, clf.dim)
+    S, L = a.shape[0], clf.num_classes
+    labels = np.broadcast_to(np.asarray(torch.as_tensor(labels).cpu().numpy(), dtype=np.int64), (S,)).copy()
+    if max_step is None:
+        max_step = default_max_step(clf)
+    if min_step is None:
+        min_step = 1e-6 * clf.pixel_span * math.sqrt(clf.dim)
+    eps = float(torch.finfo(clf.dtype).eps)
+    diff = b - a
+    lengths = diff.double().norm(dim=1).cpu().numpy()
+    delta = (4 * eps * torch.maximum(a.abs(), b.abs()).double().norm(dim=1)).cpu().numpy()
+    fixed = _slope_bounds(mode, bound, labels, L)
+    ts: list[np.ndarray] = [np.zeros(0)] * S
+    gs: list[np.ndarray] = [np.zeros((0, L))] * S
+    results: list[SegmentCheck | None] = [None] * S
+    new_t = [np.linspace(0.0, 1.0, max(min_points, 2, int(math.ceil(lengths[s] / max_step)) + 1))
+             if lengths[s] > 0 else np.zeros(1) for s in range(S)]
+    max_abs = 0.0
+    eye = np.eye(L, dtype=bool)
+    while True:
+        idx = np.concatenate([np.full(len(t), s) for s, t in enumerate(new_t)]) if new_t else np.zeros(0, int)
+        tt = np.concatenate(new_t) if new_t else np.zeros(0)
+        if len(tt):
+            out = np.empty((len(tt), L))
+            for c0 in range(0, len(tt), batch_size):
+                ii = torch.as_tensor(idx[c0:c0 + batch_size], device=a.device)
+                tc = torch.as_tensor(tt[c0:c0 + batch_size], device=a.device, dtype=a.dtype)[:, None]
+                pts = (a[ii] + tc * diff[ii]).reshape(-1, *clf.input_shape)
+                with torch.no_grad():
+                    out[c0:c0 + len(tc)] = clf.module(pts).double().cpu().numpy()
+            max_abs = max(max_abs, float(np.abs(out).max()))
+            lab = labels[idx]
+            g = out[np.arange(len(tt)), lab][:, None] - out  # g_j = f_i - f_j
+            g[np.arange(len(tt)), lab] = np.inf
+            for s in np.unique(idx):
+                sel = idx == s
+                t_all = np.concatenate([ts[s], tt[sel]])
+                g_all = np.concatenate([gs[s], g[sel]])
+                order = np.argsort(t_all, kind="stable")
+                ts[s], gs[s] = t_all[order], g_all[order]
+        tol = 32 * eps * (1 + max_abs)
+        new_t = [np.zeros(0)] * S
+        pending = False
+        for s in range(S):
+            if results[s] is not None:
+                continue
+            t, g, i = ts[s], gs[s], int(labels[s])
+            margin = g.min(axis=1)
+            bad = np.flatnonzero(margin <= tol)
+            if len(bad):
+                k = bad[0]
+                results[s] = SegmentCheck(False, "label change", i, float(lengths[s]), t, margin, float("nan"), None,
+                                          float(t[k]), int(np.argmin(g[k])))
+                continue
+            if len(t) < 2:  # zero-length segment: its one point is in the class
+                results[s] = SegmentCheck(True, "certified", i, 0.0, t, margin, 0.0, float(margin.min()))
+                continue
+            D = np.diff(t) * lengths[s]  # (n-1,)
+            gfin = np.where(eye[i][None, :], 0.0, g)
+            if fixed is None:
+                slope = (np.abs(np.diff(gfin, axis=0)) / np.maximum(D, 1e-300)[:, None]).max(axis=0)
+                Lj = safety * slope
+            else:
+                Lj = fixed[s]
+            Lj = np.where(eye[i], 0.0, Lj)
+            sums = g[:-1] + g[1:]  # (n-1, L), +inf for j == i
+            need = Lj[None, :] * (D[:, None] + 2 * delta[s]) + 2 * tol
+            fail = (sums <= need).any(axis=1)
+            if not fail.any():
+                slack = np.where(eye[i][None, :], np.inf, (sums - Lj[None, :] * (D[:, None] + 2 * delta[s])) / 2)
+                results[s] = SegmentCheck(True, "certified", i, float(lengths[s]), t, margin, float(Lj.max()),
+                                          float(slack.min()))
+                continue
+            fk = np.flatnonzero(fail)
+            if (D[fk] < min_step).any():
+                results[s] = SegmentCheck(False, "unresolved", i, float(lengths[s]), t, margin, float(Lj.max()), None,
+                                          float(t[fk[np.argmin(D[fk])]]), None)
+                continue
+            # pieces so that the new spacing meets the inequality if the values stay similar
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(eye[i][None, :], 0.0,
+                                 Lj[None, :] * D[fk, None] / np.maximum(sums[fk] - 2 * tol, 1e-300))
+            pieces = np.clip(np.ceil(1.25 * ratio.max(axis=1)), 2, MAX_PIECES).astype(int)
+            if len(t) + int((pieces - 1).sum()) > max_samples:
+                results[s] = SegmentCheck(False, "sample budget", i, float(lengths[s]), t, margin, float(Lj.max()),
+                                          None, float(t[fk[0]]), None)
+                continue
+            new_t[s] = np.concatenate([t[k] + (t[k + 1] - t[k]) * np.arange(1, p) / p for k, p in zip(fk, pieces)])
+            pending = True
+        if not pending:
+            return results  # type: ignore[return-value]
+
+
+def default_max_step(clf: Classifier) -> float:
+    """Largest spacing of a segment's first sampling grid: ``sqrt(d) * pixel_span / 64`` in L2
+    (0.44 for MNIST): the refinement decides the final step; this only keeps the slope
+    estimate of ``"local"`` from seeing a too coarse grid."""
+    return math.sqrt(clf.dim) * clf.pixel_span / 64.0
+
+
+def resolve_verification(clf: Classifier, verification) -> tuple[object, LipschitzBound | None]:
+    """("bound" | "local" | number, bound) for a requested verification mode."""
+    if isinstance(verification, (int, float)) and not isinstance(verification, bool):
+        if not verification > 0:
+            raise GeometryError(f"a numeric verification slope bound must be positive, got {verification}")
+        return float(verification), None
+    if verification not in VERIFICATION_MODES:
+        raise GeometryError(f"verification must be one of {', '.join(VERIFICATION_MODES)} or a positive number, "
+                            f"got {verification!r}")
+    if verification == "local":
+        return "local", None
+    bound = margin_lipschitz_bound(clf)
+    if bound is None:
+        if verification == "bound":
+            raise GeometryError(f"no weight-derived Lipschitz bound for {clf.name}: it is not a plain chain of known "
+                                "layers; use verification 'local' (sampled check) or give a slope bound")
+        return "local", None
+    return "bound", bound
+
+
+# ------------------------------------------------------------------ results
+@dataclass
+class ConnectingPath:
+    """A path (or the failed search for one) between ``x1`` and ``x2`` inside the region of ``label``.
+
+    ``anchors`` ``(n, *shape)`` are the intermediate points of the piecewise-linear path
+    ``x1, anchors..., x2``. ``connected`` and ``verified`` are True only when every segment
+    passed the check (module docstring); otherwise ``anchors`` is the partial path where the
+    search stopped and ``stopped`` says why and where. ``statistics`` holds the numbers of
+    SCIENCE.md section 1; ``evaluations`` counts images passed through the model (forward
+    and gradient passes)."""
+
+    x1: torch.Tensor
+    x2: torch.Tensor
+    label: int
+    anchors: torch.Tensor
+    connected: bool
+    verified: bool
+    statistics: dict
+    evaluations: int
+    parameters: dict
+    stopped: dict | None = None
+    segments: list = field(default_factory=list)
+    moved: np.ndarray | None = None
+    chord_t: np.ndarray | None = None
+    chord_margin: np.ndarray | None = None
+    chord_labels: np.ndarray | None = None
+    seconds: float = 0.0
+
+    @property
+    def points(self) -> torch.Tensor:
+        """``(n + 2, *shape)``: x1, the anchors, x2."""
+        return torch.cat([self.x1[None], self.anchors, self.x2[None]])
+
+    @property
+    def n_anchors(self) -> int:
+        return int(self.anchors.shape[0])
+
+    def arc_positions(self) -> np.ndarray:
+        """Cumulative arc length at each point of :attr:`points`, as a fraction of the path length."""
+        P = self.points.reshape(self.n_anchors + 2, -1).double()
+        seg = (P[1:] - P[:-1]).norm(dim=1).cpu().numpy()
+        cum = np.concatenate([[0.0], np.cumsum(seg)])
+        return cum / cum[-1] if cum[-1] > 0 else cum
+
+    def margin_profile(self) -> tuple[np.ndarray, np.ndarray]:
+        """(position as a fraction of the path length, margin) at every verification sample."""
+        if not self.segments or any(s is None for s in self.segments):
+            return np.zeros(0), np.zeros(0)
+        pos = self.arc_positions()
+        s = np.concatenate([pos[k] + c.t * (pos[k + 1] - pos[k]) for k, c in enumerate(self.segments)])
+        m = np.concatenate([c.margin for c in self.segments])
+        order = np.argsort(s, kind="stable")
+        return s[order], m[order]
+
+    def along(self, n: int = 41) -> tuple[np.ndarray, torch.Tensor]:
+        """``n`` points evenly spaced in arc length along the path: (positions in [0, 1], ``(n, *shape)``)."""
+        pos = self.arc_positions()
+        P = self.points
+        s = np.linspace(0.0, 1.0, n)
+        k = np.clip(np.searchsorted(pos, s, side="right") - 1, 0, len(pos) - 2)
+        span = np.maximum(pos[k + 1] - pos[k], 1e-300)
+        w = torch.as_tensor((s - pos[k]) / span, dtype=P.dtype).reshape(-1, *([1] * (P.dim() - 1)))
+        kk = torch.as_tensor(k)
+        return s, P[kk] + w * (P[kk + 1] - P[kk])
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (the CLI's fields, then details)."""
+        st = self.statistics
+        out = {"label": self.label, "connected": self.connected, "verified": self.verified,
+               "anchors": self.n_anchors}
+        for k in ("length_ratio", "max_chord_deviation", "chord_outside_fraction", "min_margin"):
+            out[k] = st.get(k)
+        out["evaluations"] = self.evaluations
+        out.update({k: st.get(k) for k in ("moved_anchors", "certified_margin", "chord_length", "samples",
+                                           "gradient_evaluations", "guarantee", "slope_bound")})
+        out["seconds"] = round(self.seconds, 3)
+        out["stopped"] = self.stopped
+        out["parameters"] = self.parameters
+        return out
+
+    def arrays(self) -> dict:
+        """Arrays for an NPZ export."""
+        s, m = self.margin_profile()
+        return {"x1": self.x1, "x2": self.x2, "anchors": self.anchors, "points": self.points,
+                "arc_positions": self.arc_positions(), "moved": self.moved, "path_position": s, "path_margin": m,
+                "chord_t": self.chord_t, "chord_margin": self.chord_margin, "chord_labels": self.chord_labels}
+
+
+# ------------------------------------------------------------------ the search
+@dataclass
+class _Pair:
+    label: int
+    points: list  # flat (d,) tensors
+    moved: list  # bool per point
+    checks: list  # SegmentCheck | None per segment
+    depths: list = field(default_factory=list)  # anchor depth target per point (0 for the ends)
+    stopped: dict | None = None
+    evals: float = 0.0
+    grad_evals: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.stopped is None and any(c is None or not c.ok for c in self.checks)
+
+
+def default_anchor_depth(clf: Classifier) -> float:
+    """``ANCHOR_DEPTH_C * sqrt(d) * pixel_span``: how far (L2, first order) anchors are pushed inside."""
+    return ANCHOR_DEPTH_C * math.sqrt(clf.dim) * clf.pixel_span
+
+
+def _deepen(clf: Classifier, p: torch.Tensor, labels: torch.Tensor, depth, iters: int = 4,
+            competitors: int = 3) -> torch.Tensor:
+    """Move points of class ``labels`` so that their first-order distance ``g_j / |grad g_j|`` to every
+    boundary ``g_j = f_i - f_j = 0`` is at least ``depth`` (per point).
+
+    Each iteration takes the ``competitors`` classes nearest to first order and makes the
+    minimal-norm step that puts all of them at ``1.05 * depth`` in the linearisation (several
+    classes at once: at a junction of classes, a step away from one alone walks into
+    another); a step that would lose the class is halved, then dropped. All points together."""
+    from .boundary import candidate_gradients
+
+    depth = torch.as_tensor(depth, dtype=p.dtype, device=p.device).expand(p.shape[0])
+    if p.shape[0] == 0 or not bool((depth > 0).any()):
+        return p
+    p = p.clone()
+    B = p.shape[0]
+    C = min(competitors, clf.num_classes - 1)
+    ar = torch.arange(B, device=p.device)
+    for _ in range(iters):
+        logits = clf.logits(p)
+        gap = logits.gather(1, labels[:, None]) - logits  # (B, L), g_j
+        gap[ar, labels] = float("inf")
+        # nearest competitors by logit gap (gradients of all classes would cost a pass per class)
+        comp = gap.topk(C, dim=1, largest=False).indices  # (B, C)
+        _, grads = candidate_gradients(clf, p, torch.cat([labels[:, None], comp], dim=1))
+        W = (grads[:, :1] - grads[:, 1:]).reshape(B, C, -1)  # rows: grad g_j
+        g = gap.gather(1, comp)  # (B, C)
+        wn = W.norm(dim=2).clamp_min(1e-30)
+        short = (g / wn < depth[:, None]) & (wn > 1e-20)
+        need = short.any(1)
+        if not bool(need.any()):
+            break
+        # minimal-norm delta with W_j . delta = target_j - g_j on the short rows (least squares, damped)
+        c = torch.where(short, 1.05 * depth[:, None] * wn - g, torch.zeros_like(g))
+        Ws = W * short[:, :, None]
+        G = Ws @ Ws.transpose(1, 2) + 1e-8 * torch.eye(C, dtype=p.dtype, device=p.device) * \
+            (wn ** 2).max(1).values[:, None, None]
+        lam = torch.linalg.solve(G, c[:, :, None])
+        delta = (Ws.transpose(1, 2) @ lam)[:, :, 0].reshape(p.shape)
+        delta = torch.where(need.reshape(-1, *([1] * (p.dim() - 1))), delta, torch.zeros_like(delta))
+        moved = torch.zeros(B, dtype=torch.bool, device=p.device)
+        for scale in (1.0, 0.5):
+            cand = clf.clip(p + scale * delta)
+            keep = (clf.predict(cand) == labels) & ~moved & need
+            p = torch.where(keep.reshape(-1, *([1] * (p.dim() - 1))), cand, p)
+            moved |= keep
+    return p
+
+
+def _validate(max_anchors, overshoot, safety, chord_samples):
+    if not isinstance(max_anchors, (int, np.integer)) or max_anchors < 0:
+        raise GeometryError(f"max_anchors must be an integer >= 0, got {max_anchors!r}")
+    if not overshoot >= 0:
+        raise GeometryError(f"overshoot must be >= 0, got {overshoot}")
+    if not safety >= 1:
+        raise GeometryError(f"safety must be >= 1 (it multiplies the observed slope), got {safety}")
+    if not isinstance(chord_samples, (int, np.integer)) or chord_samples < 2:
+        raise GeometryError(f"chord_samples must be an integer >= 2, got {chord_samples!r}")
+
+
+def connecting_paths(clf: Classifier, x1, x2, *, max_anchors: int = DEFAULT_MAX_ANCHORS,
+                     overshoot: float = PROJECTION_OVERSHOOT, verification="auto", safety: float = DEFAULT_SAFETY,
+                     max_step: float | None = None, min_points: int = DEFAULT_MIN_POINTS,
+                     max_samples: int = DEFAULT_MAX_SAMPLES, chord_samples: int = CHORD_SAMPLES,
+                     deepfool_iter: int = 50, anchor_depth: float | None = None, label=None,
+                     progress: Callable[[float, str], None] | None = None) -> list[ConnectingPath]:
+    """Search paths for a batch of pairs ``x1[p] -> x2[p]`` (``(P, *shape)`` each) together.
+
+    Each pair's class is ``label[p]`` (default: the predicted class of ``x1[p]``); ``x2[p]``
+    must be predicted in that class too. See :func:`connecting_path` for the parameters."""
+    _validate(max_anchors, overshoot, safety, chord_samples)
+    from .boundary import deepfool  # the boundary module owns DeepFool
+
+    t0 = time.perf_counter()
+    x1 = clf.as_batch(x1).detach()
+    x2 = clf.as_batch(x2).detach()
+    if x1.shape != x2.shape:
+        raise GeometryError(f"x1 and x2 must hold the same number of images; got {x1.shape[0]} and {x2.shape[0]}")
+    P = x1.shape[0]
+    mode, bound = resolve_verification(clf, verification)
+    cclf, counter = _counted(clf)
+    l1 = cclf.predict(x1)
+    l2 = cclf.predict(x2)
+    labels = l1 if label is None else torch.as_tensor(label, device=x1.device).reshape(-1).expand(P).long()
+    for p in range(P):
+        for name, lab in (("x1", l1[p]), ("x2", l2[p])):
+            if int(lab) != int(labels[p]):
+                raise GeometryError(
+                    f"pair {p}: {name} is predicted as {clf.class_names[int(lab)]} but the path is sought inside class "
+                    f"{clf.class_names[int(labels[p])]}; choose two images of one predicted class, or build the second "
+                    "end as an adversarial image pushed into that class (--adversarial-from)")
+    depth = default_anchor_depth(clf) if anchor_depth is None else float(anchor_depth)
+    if not depth >= 0:
+        raise GeometryError(f"anchor_depth must be >= 0 (an L2 distance in pixels), got {anchor_depth}")
+    params = {"max_anchors": int(max_anchors), "overshoot": float(overshoot), "anchor_depth": depth, "verification": str(verification),
+              "verification_used": mode if isinstance(mode, str) else float(mode), "safety": float(safety),
+              "max_step": float(max_step if max_step is not None else default_max_step(clf)),
+              "min_points": int(min_points), "max_samples": int(max_samples), "chord_samples": int(chord_samples),
+              "deepfool_iter": int(deepfool_iter), "rule": VERIFICATION_RULE, "model": clf.name}
+    check_kw = dict(verification=mode if not isinstance(mode, str) else ("bound" if mode == "bound" else "local"),
+                    safety=safety, max_step=max_step, min_points=min_points, max_samples=max_samples)
+    # chord: uniform samples for the outside fraction and the comparison profile
+    base = counter.images
+    tc = torch.linspace(0, 1, chord_samples, device=x1.device, dtype=x1.dtype)
+    chords = (x1[:, None] + tc.reshape(1, -1, *([1] * len(clf.input_shape))) * (x2 - x1)[:, None])
+    chord_logits = cclf.logits(chords.reshape(-1, *clf.input_shape)).reshape(P, chord_samples, -1)
+    chord_evals = (counter.images - base) / P
+    pairs = [_Pair(int(labels[p]), [x1[p].reshape(-1), x2[p].reshape(-1)], [False, False], [None],
+                   depths=[0.0, 0.0], evals=chord_evals)
+             for p in range(P)]
+    rounds = 0
+    while any(pr.active for pr in pairs):
+        rounds += 1
+        todo = [(pi, si) for pi, pr in enumerate(pairs) if pr.stopped is None for si, c in enumerate(pr.checks)
+                if c is None]
+        if todo:
+            if progress:
+                done = sum(not pr.active for pr in pairs)
+                progress(done / P, f"round {rounds}: checking {len(todo)} segment(s)")
+            A = torch.stack([pairs[pi].points[si] for pi, si in todo])
+            B = torch.stack([pairs[pi].points[si + 1] for pi, si in todo])
+            labs = torch.as_tensor([pairs[pi].label for pi, _ in todo])
+            base = counter.images
+            res = check_segments(cclf, A.reshape(-1, *clf.input_shape), B.reshape(-1, *clf.input_shape), labs,
+                                 **check_kw)
+            assert counter.images - base == sum(r.samples for r in res)
+            for (pi, si), r in zip(todo, res):
+                pairs[pi].checks[si] = r
+                pairs[pi].evals += r.samples
+        # split every failing segment of every pair that still has budget
+        mids, owners, depths = [], [], []
+        for pi, pr in enumerate(pairs):
+            if not pr.active:
+                continue
+            failing = [si for si, c in enumerate(pr.checks) if not c.ok]
+            used = len(pr.points) - 2
+            if used + len(failing) > max_anchors:
+                pr.stopped = _stop_info(pr, failing, "anchor budget exhausted",
+                                        f"{len(failing)} segment(s) still fail with {used} of {max_anchors} anchors used")
+                continue
+            for si in failing:
+                mids.append((pr.points[si] + pr.points[si + 1]) / 2)
+                owners.append((pi, si))
+                # depth doubles next to an anchor whose segment failed again (capped at a quarter segment)
+                seg_len = float((pr.points[si + 1] - pr.points[si]).norm())
+                depths.append(min(max(depth, 2 * max(pr.depths[si], pr.depths[si + 1])), max(depth, seg_len / 4)))
+        if not mids:
+            continue
+        M = torch.stack(mids).reshape(-1, *clf.input_shape)
+        owner_labels = torch.as_tensor([pairs[pi].label for pi, _ in owners], device=M.device)
+        dep = torch.as_tensor(depths, dtype=M.dtype, device=M.device)
+        base, gbase = counter.images, counter.grad_images
+        inside = (cclf.predict(M) == owner_labels).cpu()
+        out_idx = torch.nonzero(~inside).flatten().tolist()
+        ok_proj = torch.ones(len(owners), dtype=torch.bool)
+        if out_idx:
+            if progress:
+                progress(sum(not pr.active for pr in pairs) / P, f"round {rounds}: moving {len(out_idx)} midpoint(s) "
+                                                                 "into the region (targeted DeepFool)")
+            df = deepfool(cclf, M[out_idx], target=owner_labels[out_idx], overshoot=overshoot,
+                          max_iter=deepfool_iter, clip=True)
+            M[out_idx] = df.point
+            ok_proj[out_idx] = df.converged.cpu()
+        # inside midpoints (projected or not) are pushed to their depth when shallower (first order)
+        new_pts = _deepen(cclf, M, owner_labels, dep)
+        ok_proj &= (cclf.predict(new_pts) == owner_labels).cpu()
+        share = (counter.images - base) / len(owners)
+        gshare = (counter.grad_images - gbase) / len(owners)
+        for pi, _ in owners:
+            pairs[pi].evals += share
+            pairs[pi].grad_evals += gshare
+        # insert (from the right so indices stay valid)
+        for k in sorted(range(len(owners)), key=lambda k: (owners[k][0], -owners[k][1])):
+            pi, si = owners[k]
+            pr = pairs[pi]
+            if pr.stopped is not None:
+                continue
+            if not ok_proj[k]:
+                pr.stopped = _stop_info(pr, [si], "projection failed",
+                                        "targeted DeepFool could not move the midpoint of this segment into the class "
+                                        f"within {deepfool_iter} iterations")
+                continue
+            pr.points.insert(si + 1, new_pts[k].reshape(-1))
+            pr.moved.insert(si + 1, k in out_idx)
+            pr.depths.insert(si + 1, depths[k])
+            pr.checks[si:si + 1] = [None, None]
+    # every image through the model is counted; the per-pair split of shared batches is by rows
+    results = [_finish(clf, x1[p], x2[p], pairs[p], chord_logits[p], tc, params, mode, bound)
+               for p in range(P)]
+    seconds = time.perf_counter() - t0
+    total = counter.images
+    for r in results:
+        r.seconds = seconds / P
+    if progress:
+        progress(1.0, f"done: {sum(r.connected for r in results)} of {P} connected, {total} evaluations")
+    return results
+
+
+def _stop_info(pr: _Pair, failing: list[int], reason: str, detail: str) -> dict:
+    si = failing[0]
+    c = pr.checks[si]
+    P = torch.stack(pr.points).double()
+    seg = (P[1:] - P[:-1]).norm(dim=1).cpu().numpy()
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    total = cum[-1] if cum[-1] > 0 else 1.0
+    where = None
+    if c is not None and c.bad_t is not None:
+        where = float((cum[si] + c.bad_t * seg[si]) / total)
+    return {"reason": reason, "detail": detail, "segment": int(si), "segments": len(pr.checks),
+            "failing_segments": [int(s) for s in failing], "anchors_used": len(pr.points) - 2,
+            "check": None if c is None else c.reason,
+            "position": where,  # fraction of the (partial) path length where the first bad sample lies
+            "bad_label": None if c is None else c.bad_label,
+            "segment_length": float(seg[si])}
+
+
+def _finish(clf, x1, x2, pr: _Pair, chord_logits, tc, params, mode, bound) -> ConnectingPath:
+    lab = pr.label
+    shape = clf.input_shape
+    pts = torch.stack(pr.points)
+    anchors = pts[1:-1].reshape(-1, *shape).detach()
+    connected = pr.stopped is None and all(c is not None and c.ok for c in pr.checks)
+    cl = chord_logits.double().cpu().numpy()
+    others = cl.copy()
+    others[:, lab] = -np.inf
+    chord_margin = cl[:, lab] - others.max(axis=1)
+    chord_labels = cl.argmax(axis=1)
+    c = (x2 - x1).reshape(-1).double()
+    clen = float(c.norm())
+    stats = {"anchors": int(anchors.shape[0]), "moved_anchors": int(sum(pr.moved[1:-1])),
+             "largest_anchor_depth": float(max(pr.depths[1:-1], default=0.0)),
+             "chord_length": clen, "chord_outside_fraction": float(np.mean(chord_labels != lab)),
+             "guarantee": ("proven by a weight-derived Lipschitz bound" if mode == "bound" else
+                           "sampled: slope assumed below safety x observed slope" if mode == "local" else
+                           f"given slope bound {mode}"),
+             "samples": int(sum(ch.samples for ch in pr.checks if ch is not None)),
+             "gradient_evaluations": int(round(pr.grad_evals))}
+    if connected:
+        P = pts.double()
+        length = float((P[1:] - P[:-1]).norm(dim=1).sum())
+        if clen > 0:
+            u = c / clen
+            rel = P[1:-1] - x1.reshape(-1).double()
+            tpar = (rel @ u).clamp(0, clen)
+            dev = (rel - tpar[:, None] * u).norm(dim=1)
+            stats["max_chord_deviation"] = float(dev.max() / clen) if len(dev) else 0.0
+            stats["length_ratio"] = length / clen
+        else:
+            stats["max_chord_deviation"], stats["length_ratio"] = 0.0, 1.0
+        stats["path_length"] = length
+        stats["min_margin"] = float(min(ch.margin.min() for ch in pr.checks))
+        stats["certified_margin"] = float(min(ch.certified_margin for ch in pr.checks))
+        stats["slope_bound"] = float(max(ch.slope_bound for ch in pr.checks))
+    else:
+        for k in ("max_chord_deviation", "length_ratio", "path_length", "min_margin", "certified_margin",
+                  "slope_bound"):
+            stats[k] = None
+    evals = int(round(pr.evals))
+    return ConnectingPath(x1.detach(), x2.detach(), lab, anchors, connected, connected, stats, evals, dict(params),
+                          pr.stopped, list(pr.checks), np.asarray(pr.moved[1:-1], dtype=bool),
+                          tc.double().cpu().numpy(), chord_margin, chord_labels)
+
+
+def connecting_path(clf: Classifier, x1, x2, *, max_anchors: int = DEFAULT_MAX_ANCHORS,
+                    overshoot: float = PROJECTION_OVERSHOOT, verification="auto", safety: float = DEFAULT_SAFETY,
+                    max_step: float | None = None, min_points: int = DEFAULT_MIN_POINTS,
+                    max_samples: int = DEFAULT_MAX_SAMPLES, chord_samples: int = CHORD_SAMPLES,
+                    deepfool_iter: int = 50, anchor_depth: float | None = None, label: int | None = None,
+                    progress: Callable[[float, str], None] | None = None) -> ConnectingPath:
+    """A verified piecewise-linear path from ``x1`` to ``x2`` inside one classification region.
+
+    Parameters
+    ----------
+    x1, x2 : one image each (``input_shape`` or ``(1, *input_shape)``), in pixel space, both
+        predicted in class ``label`` (default: the class of ``x1``).
+    max_anchors : anchor budget; when the path would need more, the search stops and the
+        result says ``connected=False`` with ``stopped`` (reason, segment, position).
+    overshoot : targeted-DeepFool overshoot for moving an outside midpoint into the region
+        (:data:`PROJECTION_OVERSHOOT`; small, so the anchor sits just inside).
+    anchor_depth : after DeepFool, anchors are pushed to at least this first-order L2 distance inside
+        the boundary (default :func:`default_anchor_depth`; see :data:`ANCHOR_DEPTH_C`).
+    verification : "auto" | "bound" | "local" | slope bound (module docstring).
+    safety : factor on the observed slope for "local".
+    max_step : largest first-grid spacing (L2, pixels; :func:`default_max_step`).
+    min_points, max_samples : smallest first grid and sample budget per segment.
+    chord_samples : uniform samples of the straight chord (outside fraction, margin profile).
+
+    Returns a :class:`ConnectingPath`."""
+    x1b, x2b = clf.as_batch(x1), clf.as_batch(x2)
+    if x1b.shape[0] != 1 or x2b.shape[0] != 1:
+        raise GeometryError("connecting_path takes one image per end; use connecting_paths for batches")
+    return connecting_paths(clf, x1b, x2b, max_anchors=max_anchors, overshoot=overshoot, verification=verification,
+                            safety=safety, max_step=max_step, min_points=min_points, max_samples=max_samples,
+                            chord_samples=chord_samples, deepfool_iter=deepfool_iter, anchor_depth=anchor_depth,
+                            label=None if label is None else [label], progress=progress)[0]
+
+
+# ------------------------------------------------------------------ endpoints and many pairs
+def adversarial_endpoint(clf: Classifier, source, target: int, *, overshoot: float = PROJECTION_OVERSHOOT,
+                         anchor_depth: float | None = None, max_iter: int = 50) -> torch.Tensor:
+    """An image of another class pushed into class ``target``: targeted DeepFool from ``source``
+    (``(B, *shape)`` or one image), then the same small depth push as anchors get. Returns ``(B, *shape)``."""
+    from .boundary import deepfool
+
+    x = clf.as_batch(source).detach()
+    if not 0 <= int(target) < clf.num_classes:
+        raise GeometryError(f"target class must be in 0..{clf.num_classes - 1}, got {target}")
+    tg = torch.full((x.shape[0],), int(target), dtype=torch.long, device=x.device)
+    if bool((clf.predict(x) == tg).any()):
+        raise GeometryError(f"the adversarial source is already classified as {clf.class_names[int(target)]}; "
+                            "choose an image of another class as the source")
+    df = deepfool(clf, x, target=tg, overshoot=overshoot, max_iter=max_iter, clip=True)
+    depth = default_anchor_depth(clf) if anchor_depth is None else float(anchor_depth)
+    point = _deepen(clf, df.point, tg, depth)
+    if not bool(df.converged.all()) or bool((clf.predict(point) != tg).any()):
+        raise ConvergenceError(f"targeted DeepFool did not push the source into class {clf.class_names[int(target)]} "
+                               f"within {max_iter} iterations; try another source image or a larger max_iter")
+    return point.detach()
+
+
+@dataclass
+class PairSet:
+    """Pairs of endpoints ``x1[p] -> x2[p]`` (``(P, *shape)``) in class ``labels[p]``, with a description each."""
+
+    x1: torch.Tensor
+    x2: torch.Tensor
+    labels: torch.Tensor
+    descriptions: list[str]
+    kind: str
+
+
+PAIR_KINDS = ("natural", "adversarial")
+
+
+def gallery_pairs(clf: Classifier, n: int, *, kind: str = "natural", seed: int = 0,
+                  overshoot: float = PROJECTION_OVERSHOOT) -> PairSet:
+    """``n`` pairs from the held-out gallery, classes taken in turn (0, 1, ..., 0, 1, ...).
+
+    ``"natural"``: two different gallery images of class c, both predicted as c.
+    ``"adversarial"``: a gallery image of class c and an image of another class c' (both
+    correctly predicted) pushed into class c by targeted DeepFool (:func:`adversarial_endpoint`)."""
+    from .images import gallery_batch
+
+    if kind not in PAIR_KINDS:
+        raise GeometryError(f"pair kind must be one of {', '.join(PAIR_KINDS)}, got {kind!r}")
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise GeometryError(f"the number of pairs must be a positive integer, got {n!r}")
+    x, y = gallery_batch(clf)
+    x = clf.as_batch(x)
+    pred = clf.predict(x).cpu().numpy()
+    y = y.numpy()
+    ok = pred == y
+    classes = [c for c in range(clf.num_classes) if (ok & (y == c)).sum() >= 2]
+    if not classes:
+        raise GeometryError("the gallery has no class with two correctly classified images for this model")
+    rank = {c: np.flatnonzero(y == c) for c in classes}  # gallery index = rank within the class
+    rng = np.random.default_rng(seed)
+    a_idx, b_idx, labels, desc = [], [], [], []
+    for p in range(int(n)):
+        c = classes[p % len(classes)]
+        good = np.flatnonzero(ok & (y == c))
+        i, j = rng.choice(good, size=2, replace=False)
+        gi = int(np.flatnonzero(rank[c] == i)[0])
+        a_idx.append(i)
+        labels.append(c)
+        if kind == "natural":
+            b_idx.append(j)
+            desc.append(f"{c}#{gi} -> {c}#{int(np.flatnonzero(rank[c] == j)[0])}")
+        else:
+            others = [k for k in classes if k != c]
+            c2 = int(rng.choice(others))
+            src = int(rng.choice(np.flatnonzero(ok & (y == c2))))
+            b_idx.append(src)
+            desc.append(f"{c}#{gi} -> adversarial({c2}#{int(np.flatnonzero(rank[c2] == src)[0])} pushed into {c})")
+    x1 = x[torch.as_tensor(a_idx)]
+    x2 = x[torch.as_tensor(b_idx)]
+    lab = torch.as_tensor(labels)
+    if kind == "adversarial":
+        # one batched targeted DeepFool for all sources (as adversarial_endpoint does for one)
+        from .boundary import deepfool
+
+        tg = lab.to(x.device)
+        df = deepfool(clf, x2, target=tg, overshoot=overshoot, clip=True)
+        x2 = _deepen(clf, df.point, tg, default_anchor_depth(clf))
+        bad = (clf.predict(x2) != tg).cpu() | ~df.converged.cpu()
+        if bool(bad.any()):
+            keep = ~bad
+            x1, x2, lab = x1[keep], x2[keep], lab[keep]
+            desc = [d for d, k in zip(desc, keep.tolist()) if k]
+    return PairSet(x1.detach(), x2.detach(), lab, desc, kind)
+
+
+def _describe(values, digits: int = 4) -> dict | None:
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if not len(v):
+        return None
+    q = np.quantile(v, [0.1, 0.5, 0.9])
+    return {"mean": round(float(v.mean()), digits), "median": round(float(q[1]), digits),
+            "q10": round(float(q[0]), digits), "q90": round(float(q[2]), digits),
+            "min": round(float(v.min()), digits), "max": round(float(v.max()), digits)}
+
+
+@dataclass
+class PathStatistics:
+    """Paths for many pairs and their summary (SCIENCE.md section 1)."""
+
+    paths: list[ConnectingPath]
+    descriptions: list[str]
+    kind: str
+    parameters: dict
+    seconds: float
+
+    def table(self) -> dict[str, list]:
+        """One row per pair (columns as lists)."""
+        rows = {"pair": self.descriptions, "label": [p.label for p in self.paths],
+                "connected": [p.connected for p in self.paths], "anchors": [p.n_anchors for p in self.paths]}
+        for k in ("chord_outside_fraction", "length_ratio", "max_chord_deviation", "min_margin"):
+            rows[k] = [p.statistics.get(k) for p in self.paths]
+        rows["evaluations"] = [p.evaluations for p in self.paths]
+        rows["stopped"] = [None if p.stopped is None else p.stopped["reason"] for p in self.paths]
+        return rows
+
+    def summary(self) -> dict:
+        con = [p for p in self.paths if p.connected]
+        n = len(self.paths)
+        anchors = [p.n_anchors for p in con]
+        hist = {int(k): int(v) for k, v in zip(*np.unique(anchors, return_counts=True))} if anchors else {}
+        outside = [p.statistics["chord_outside_fraction"] for p in self.paths]
+        return {
+            "kind": self.kind, "pairs": n, "connected": len(con),
+            "connected_fraction": round(len(con) / n, 4) if n else None,
+            "anchors_histogram": hist,
+            "anchors": _describe(anchors, 2),
+            "chord_leaves_region_fraction": round(float(np.mean([o > 0 for o in outside])), 4) if n else None,
+            "chord_outside_fraction": _describe(outside),
+            "length_ratio": _describe([p.statistics["length_ratio"] for p in con], 5),
+            "max_chord_deviation": _describe([p.statistics["max_chord_deviation"] for p in con]),
+            "min_margin": _describe([p.statistics["min_margin"] for p in con]),
+            "evaluations": _describe([p.evaluations for p in self.paths], 0),
+            "evaluations_total": int(sum(p.evaluations for p in self.paths)),
+            "not_connected": [{"pair": d, **(p.stopped or {})} for d, p in zip(self.descriptions, self.paths)
+                              if not p.connected],
+            "seconds": round(self.seconds, 2),
+        }
+
+    def arrays(self) -> dict:
+        t = self.table()
+        return {"label": np.asarray(t["label"]), "connected": np.asarray(t["connected"]),
+                "anchors": np.asarray(t["anchors"]),
+                **{k: np.asarray([np.nan if v is None else v for v in t[k]], dtype=float)
+                   for k in ("chord_outside_fraction", "length_ratio", "max_chord_deviation", "min_margin")},
+                "evaluations": np.asarray(t["evaluations"])}
+
+
+def path_statistics(clf: Classifier, x1, x2, *, descriptions: list[str] | None = None, kind: str = "pairs",
+                    group: int = 8, progress: Callable[[float, str], None] | None = None,
+                    **kwargs) -> PathStatistics:
+    """:func:`connecting_paths` for many pairs (``(P, *shape)`` each), ``group`` pairs per batched search,
+    and their statistics. ``kwargs`` go to :func:`connecting_paths` (``max_anchors``, ``verification``...)."""
+    t0 = time.perf_counter()
+    x1, x2 = clf.as_batch(x1), clf.as_batch(x2)
+    P = x1.shape[0]
+    if not isinstance(group, (int, np.integer)) or group < 1:
+        raise GeometryError(f"group must be a positive integer, got {group!r}")
+    labels = kwargs.pop("label", None)
+    paths: list[ConnectingPath] = []
+    for g0 in range(0, P, group):
+        sl = slice(g0, min(P, g0 + group))
+        sub = None
+        if progress:
+            sub = (lambda f, msg, g0=g0, m=sl.stop - g0: progress((g0 + f * m) / P,
+                                                                 f"pairs {g0 + 1}-{g0 + m} of {P}: {msg}"))
+        lab = None if labels is None else torch.as_tensor(labels).reshape(-1)[sl]
+        paths += connecting_paths(clf, x1[sl], x2[sl], label=lab, progress=sub, **kwargs)
+    params = dict(paths[0].parameters) if paths else {}
+    return PathStatistics(paths, list(descriptions) if descriptions else [f"pair {p}" for p in range(P)], kind,
+                          params, time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------ the path in a plane
+DEFAULT_PLANE_RESOLUTION = 97
+PLANE_MARGIN = 1.25  # the square's half-width is this times the farthest path point (plane coordinates)
+
+
+@dataclass
+class PathPlane:
+    """The plane through the chord midpoint spanned by the chord and the largest anchor deviation,
+    with the class regions on a grid (:class:`geometry.sections.CrossSection`) and the path's
+    points projected onto it (``path_ab``; ``offsets`` = their distance from the plane, 0 for x1,
+    x2 and the anchor that defines the plane)."""
+
+    section: object
+    path_ab: np.ndarray
+    offsets: np.ndarray
+    direction: str
+    chord_ab: np.ndarray
+
+    def arrays(self) -> dict:
+        return {**self.section.arrays(), "path_ab": self.path_ab, "path_offsets": self.offsets,
+                "chord_ab": self.chord_ab}
+
+
+def path_plane(clf: Classifier, path: ConnectingPath, *, resolution: int = DEFAULT_PLANE_RESOLUTION,
+               extent: float | None = None, seed: int = 0, adaptive: bool = True,
+               progress: Callable[[float, str], None] | None = None) -> PathPlane:
+    """Class regions in the plane of the chord ``x2 - x1`` and the anchor farthest from it.
+
+    ``u`` = the chord direction, ``v`` = the component of (farthest anchor - x1) orthogonal to ``u``;
+    a straight path (no anchor off the chord) gets a random ``v`` (Gaussian, ``seed``). The origin is
+    the chord's midpoint; the grid is ``resolution`` points per axis over ``[-extent, extent]^2``
+    (default: :data:`PLANE_MARGIN` x the farthest path point), evaluated by
+    :func:`geometry.sections.section_on_plane` (chunked, adaptive near label changes)."""
+    from .sections import MarkedPoint, Plane, random_direction, section_on_plane
+
+    x1 = path.x1.reshape(-1).double().cpu()
+    x2 = path.x2.reshape(-1).double().cpu()
+    c = x2 - x1
+    clen = float(c.norm())
+    if clen == 0:
+        raise GeometryError("the two ends of the path are the same image; there is no chord to draw a plane on")
+    u = c / clen
+    P = path.points.reshape(path.n_anchors + 2, -1).double().cpu()
+    rel = P - x1
+    perp = rel - (rel @ u)[:, None] * u
+    dev = perp.norm(dim=1)
+    k = int(dev.argmax())
+    if float(dev[k]) > 1e-9 * clen:
+        v = perp[k] / dev[k]
+        direction = f"largest anchor deviation (anchor {k}, {float(dev[k]) / clen:.3g} of the chord)"
+    else:
+        r = random_direction(path.x1.shape, seed).reshape(-1).double()
+        r = r - (r @ u) * u
+        v = r / r.norm()
+        direction = f"random (seed {seed}): the path is straight"
+    origin = (x1 + x2) / 2
+    ab = torch.stack([(P - origin) @ u, (P - origin) @ v], dim=1)
+    offsets = (P - origin - ab[:, :1] * u - ab[:, 1:] * v).norm(dim=1)
+    shape = path.x1.shape
+    dt = clf.dtype
+    names = ["x1"] + [f"anchor {i + 1}" for i in range(path.n_anchors)] + ["x2"]
+    marks = [MarkedPoint(n, "image" if n in ("x1", "x2") else "other", float(a), float(b), float(o), None)
+             for n, (a, b), o in zip(names, ab.tolist(), offsets.tolist())]
+    plane = Plane("path: chord, largest anchor deviation", origin.reshape(shape).to(dt), u.reshape(shape).to(dt),
+                  v.reshape(shape).to(dt), ("chord", "deviation"), marks,
+                  {"direction": direction, "chord_length": clen, "label": path.label})
+    if extent is None:
+        extent = PLANE_MARGIN * max(float(ab.abs().max()), 1e-6)
+    section = section_on_plane(clf, plane, extent=float(extent), resolution=resolution, adaptive=adaptive,
+                               progress=progress)
+    return PathPlane(section, ab.numpy(), offsets.numpy(), direction,
+                     np.array([[-clen / 2, 0.0], [clen / 2, 0.0]]))
