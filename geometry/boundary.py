@@ -29,6 +29,7 @@ backward for modules that refuse ``torch.func``). Imports torch only.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -42,7 +43,7 @@ DEFAULT_CANDIDATES = 10
 BOUNDARY_TOL = 1e-4
 BISECTION_ITER = 60
 
-_vjp_ok: dict[int, bool] = {}
+_vjp_ok: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # module -> torch.func works on it
 
 
 @dataclass
@@ -120,7 +121,7 @@ def candidate_gradients(clf: Classifier, p: torch.Tensor, classes: torch.Tensor)
 
     One forward and one (vmapped) backward for all images and candidates."""
     B, C = classes.shape
-    key = id(clf.module)
+    key = clf.module
     if _vjp_ok.get(key, True):
         try:
             logits, vjp_fn = torch.func.vjp(clf.module, p)

@@ -182,3 +182,25 @@ def principal_curvatures(clf: Classifier, x, *, estimator: str = "exact", step: 
               "boundary": dict(boundary.params)}
     return CurvatureResult(boundary, curv, eig.vectors, estimator, op.step, op.gradient_norm, eig.hvp_count,
                            eig.converged, warning, int(boundary.label[0]), j_cls, eig.method, eig.residuals, params)
+
+
+def curvature_profile(clf: Classifier, result: CurvatureResult, indices=(0, -1), radius: float | None = None,
+                      n: int = 41) -> dict:
+    """``F = f_k - f_j`` along ``z + t v_i`` for curvature directions ``v_i``: the sign convention made visible.
+
+    Returns ``{"t": (n,), "F": (len(indices), n), "quadratic": (len(indices), n), "curvatures": (len(indices),),
+    "indices": [...]}``, where ``quadratic = kappa * |g| * t^2 / 2`` is the second-order prediction from the
+    curvature (F(z) = 0 on the boundary, and v is tangent). ``radius`` defaults to the boundary distance."""
+    m = len(result.curvatures)
+    idx = [int(i) % m for i in indices]
+    r = float(radius) if radius is not None else max(result.boundary_distance, 1e-3)
+    t = torch.linspace(-r, r, int(n), dtype=torch.float64)
+    z = result.point.reshape(-1).to(torch.float64)
+    V = result.directions[:, idx].to(torch.float64)  # (d, m)
+    pts = z[None, None, :] + t[None, :, None] * V.T[:, None, :]  # (m, n, d)
+    logits = clf.logits(pts.reshape(-1, *clf.input_shape).to(clf.dtype)).to(torch.float64)
+    k, j = int(result.boundary.side_label[0]), result.boundary_label
+    F = (logits[:, k] - logits[:, j]).reshape(len(idx), -1)
+    kap = np.asarray(result.curvatures[idx], dtype=np.float64)
+    quad = kap[:, None] * result.gradient_norm * t.numpy()[None, :] ** 2 / 2
+    return {"t": t.numpy(), "F": F.cpu().numpy(), "quadratic": quad, "curvatures": kap, "indices": idx}

@@ -32,6 +32,7 @@ differentiating ``sum_b F_b(z_b)``; this is valid because samples do not interac
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ DEFAULT_STEP_C = 10.0
 # keeping the batch large enough for BLAS to be efficient.
 DEFAULT_CHUNK = 64
 
-_engine_ok: dict[int, str] = {}  # id(module) -> engine known to work
+_engine_ok: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # module -> engine known to work
 EXACT_ENGINE = "fwd_rev"  # chosen from bench/bench_curvature.py; see docs/curvature.md
 
 
@@ -126,17 +127,17 @@ def _hvp_rev_rev(clf, z, k, j, V):
 
 
 def _hvp_exact(clf, z, k, j, V, engine=None):
-    engine = engine or _engine_ok.get(id(clf.module), EXACT_ENGINE)
+    engine = engine or _engine_ok.get(clf.module, EXACT_ENGINE)
     if engine == "fwd_rev":
         try:
             out = _hvp_fwd_rev(clf, z, k, j, V)
-            _engine_ok[id(clf.module)] = "fwd_rev"
+            _engine_ok[clf.module] = "fwd_rev"
             return out
         except Exception:
             # TorchScript / exported modules or ops without forward-mode AD: use double backward.
-            if _engine_ok.get(id(clf.module)) == "fwd_rev":
+            if _engine_ok.get(clf.module) == "fwd_rev":
                 raise
-            _engine_ok[id(clf.module)] = "rev_rev"
+            _engine_ok[clf.module] = "rev_rev"
     try:
         return _hvp_rev_rev(clf, z, k, j, V)
     except RuntimeError as exc:

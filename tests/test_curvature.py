@@ -153,3 +153,33 @@ def test_failures_are_explained():
         principal_curvatures(clf, torch.ones(3, dtype=D) * 0.1, estimator="hutchinson")
     with pytest.raises(GeometryError, match="one image"):
         principal_curvatures(clf, torch.ones(2, 3, dtype=D) * 0.1)
+
+
+def test_curvature_page_matches_the_library_and_explains_relu():
+    """The Curvature page (AppTest): same signed spectrum as the library on the smooth CNN; on the ReLU CNN
+    it explains the zero exact spectrum and shows the finite-difference one."""
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT, zoo
+    from geometry.images import gallery_image
+
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=240)
+    at.session_state["curv_k"] = 3
+    at.session_state["curv_compare"] = False
+    at.run()
+    at.switch_page("views/curvature.py").run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    gelu = zoo("mnist_lenet_gelu")
+    lib = principal_curvatures(gelu, gallery_image(gelu, 0, 0).tensor, k=3)
+    stats = " ".join(m.value for m in at.markdown)
+    assert f"most positive {lib.curvatures[0]:.4g}, most negative {lib.curvatures[-1]:.4g}" in stats
+    assert "exact (autograd Hessian)" in stats
+    assert len(at.get("plotly_chart")) >= 3 + 1 + 6  # image/point/perturbation, spectrum, 3 + 3 directions
+
+    at.session_state["curv_compare"] = True
+    at.sidebar.selectbox(key="model_choice").set_value("mnist_lenet_relu").run()
+    assert not at.exception and not at.error
+    notes = " ".join(i.value for i in at.info) + " ".join(c.value for c in at.caption)
+    assert "piecewise linear" in notes and "zero" in notes
+    stats = " ".join(m.value for m in at.markdown)
+    assert "finite differences, h = 0.547" in stats and "most positive 0," not in stats.split("exact")[0]

@@ -1,0 +1,99 @@
+"""Figures of principal curvatures: the signed spectrum, estimator comparisons, directions, profiles.
+
+Pure functions from :class:`geometry.curvature.CurvatureResult` (and plain arrays) to Plotly figures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from dashboard.figures.common import signed_image_figure
+
+ESTIMATOR_STYLE = {"exact": ("#1f77b4", "circle"), "fd": ("#d62728", "diamond")}
+
+
+def estimator_label(res) -> str:
+    """'exact (autograd Hessian)' or 'finite differences, h = 0.547'."""
+    if res.estimator == "fd":
+        return f"finite differences, h = {res.step:.3g}"
+    return "exact (autograd Hessian)"
+
+
+def spectrum_positions(res, d: int) -> np.ndarray:
+    """1-based rank of each computed curvature in the full sorted spectrum of the d - 1 tangent directions.
+
+    The full spectrum fills 1..d-1; Lanczos gives the top end at 1..k and the bottom end at d-k..d-1."""
+    m = len(res.curvatures)
+    n_tan = d - 1
+    if res.method == "full" or m >= n_tan:
+        return np.arange(1, m + 1)
+    top = (m + 1) // 2
+    return np.r_[np.arange(1, top + 1), np.arange(n_tan - (m - top) + 1, n_tan + 1)]
+
+
+def spectrum_figure(results, d: int, title: str = "Principal curvatures", names=None) -> go.Figure:
+    """Sorted curvature against its rank (both ends), one trace group per result (e.g. per estimator)."""
+    fig = go.Figure()
+    names = names or [estimator_label(r) for r in results]
+    for res, name in zip(results, names):
+        color, symbol = ESTIMATOR_STYLE.get(res.estimator, ("#444", "circle"))
+        x = spectrum_positions(res, d)
+        y = np.asarray(res.curvatures)
+        # break the line where ranks jump (the unexplored middle of a Lanczos spectrum)
+        xs, ys = [], []
+        for i in range(len(x)):
+            if i and x[i] != x[i - 1] + 1:
+                xs.append(None)
+                ys.append(None)
+            xs.append(int(x[i]))
+            ys.append(float(y[i]))
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, connectgaps=False,
+                                 line=dict(color=color, width=1.5), marker=dict(color=color, symbol=symbol, size=7),
+                                 hovertemplate="rank %{x}: curvature %{y:.4g}<extra>" + name + "</extra>"))
+    fig.add_hline(y=0, line=dict(color="#888", width=1, dash="dot"))
+    partial = [r for r in results if r.method != "full" and len(r.curvatures) < d - 1]
+    if partial:
+        x = spectrum_positions(partial[0], d)
+        gap = np.flatnonzero(np.diff(x) > 1)
+        if len(gap):
+            fig.add_vrect(x0=x[gap[0]] + 0.5, x1=x[gap[0] + 1] - 0.5, fillcolor="#eee", opacity=0.5, line_width=0,
+                          layer="below", annotation_text="middle of the spectrum not computed (Lanczos: both ends)",
+                          annotation_position="top")
+    fig.update_layout(title=title, xaxis_title=f"rank among the {d - 1} tangent directions (1 = most positive)",
+                      yaxis_title="curvature (1 / pixel-space length)", height=420,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+                      margin=dict(l=10, r=10, t=70, b=40))
+    return fig
+
+
+def direction_figures(res, which: str = "positive", count: int = 3, shape=None) -> list[go.Figure]:
+    """The most positive (or most negative) curvature directions as signed images."""
+    m = len(res.curvatures)
+    idx = list(range(min(count, m))) if which == "positive" else list(range(m - 1, max(m - 1 - count, -1), -1))
+    shape = shape or tuple(res.boundary.x.shape[1:])
+    figs = []
+    for rank, i in enumerate(idx, 1):
+        kappa = float(res.curvatures[i])
+        figs.append(signed_image_figure(res.directions[:, i].reshape(shape),
+                                        f"{'+' if which == 'positive' else '−'}#{rank}: κ = {kappa:.3g}", height=220))
+    return figs
+
+
+def profile_figure(profile: dict, title: str = "F = f_k − f_j along curvature directions") -> go.Figure:
+    """F(z + t v) with the quadratic prediction κ|g|t²/2 for each direction of a profile."""
+    fig = go.Figure()
+    colors = ["#2ca02c", "#9467bd", "#ff7f0e", "#17becf"]
+    t = profile["t"]
+    for row, (kap, i) in enumerate(zip(profile["curvatures"], profile["indices"])):
+        c = colors[row % len(colors)]
+        fig.add_trace(go.Scatter(x=t, y=profile["F"][row], mode="lines", line=dict(color=c, width=2),
+                                 name=f"direction {i + 1} (κ = {kap:.3g}): model",
+                                 hovertemplate="t = %{x:.3g}: F = %{y:.4g}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=t, y=profile["quadratic"][row], mode="lines", line=dict(color=c, dash="dash"),
+                                 name=f"direction {i + 1}: κ|g|t²/2", hoverinfo="skip"))
+    fig.add_hline(y=0, line=dict(color="#888", width=1, dash="dot"))
+    fig.update_layout(title=title, xaxis_title="t (pixel-space distance from the boundary point along v)",
+                      yaxis_title="f_k − f_j  (> 0: class k)", height=360, margin=dict(l=10, r=10, t=50, b=40),
+                      legend=dict(font=dict(size=10)))
+    return fig

@@ -1,0 +1,183 @@
+"""Curvature: the image's boundary point and the principal curvatures of the boundary there.
+
+Gathers the choices, calls geometry.boundary / geometry.curvature (cached per model, image and
+settings), and hands the results to dashboard/figures/curvature.py. Nothing is computed here.
+"""
+
+import time
+
+import numpy as np
+import streamlit as st
+
+from dashboard.figures.common import image_figure, signed_image_figure
+from dashboard.figures.curvature import direction_figures, estimator_label, profile_figure, spectrum_figure
+from dashboard.state import current_image, current_model, model_key
+from dashboard.ui import export_buttons, guarded
+from geometry.boundary import boundary_point
+from geometry.curvature import AUTO_FULL_MAX_DIM, SIGN_CONVENTION, curvature_profile, principal_curvatures
+from geometry.lanczos import FULL_SPECTRUM_MAX_DIM
+from geometry.operators import default_step
+
+ESTIMATOR_CHOICES = ["auto", "exact", "fd"]
+ESTIMATOR_HELP = ("exact: the autograd Hessian (zero almost everywhere for ReLU / max-pool networks). fd: central "
+                  "differences of gradients at step h, i.e. curvature at the scale h (the original paper's choice "
+                  "for ReLU networks). auto: exact for smooth networks, fd for piecewise-linear ones.")
+
+
+# ------------------------------------------------------------------ cached computations
+@st.cache_data(show_spinner=False, max_entries=64)
+def _boundary(mkey: str, digest: str, target, _clf, _x):
+    return boundary_point(_clf, _x, target=target)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _curvature(mkey: str, digest: str, target, estimator: str, step, k: int, full: bool, _clf, _x, _boundary):
+    return principal_curvatures(_clf, _x, estimator=estimator, step=step, k=k, boundary=_boundary, target=target,
+                                full=full)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _profile(mkey: str, digest: str, target, estimator: str, step, k: int, full: bool, _clf, _res):
+    return curvature_profile(_clf, _res, indices=(0, -1))
+
+
+def _auto_estimator(clf) -> str:
+    return "exact" if clf.piecewise_linear is False else "fd"
+
+
+def _init_state(clf):
+    defaults = {"curv_estimator": "auto", "curv_k": 10, "curv_compare": True, "curv_full": False,
+                "curv_target": "nearest", "curv_ndirs": 3}
+    for key, value in defaults.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+    # the step default depends on the model (its d and pixel range): reset it when the model changes
+    h0 = default_step(clf)
+    if st.session_state.get("curv_step_model") != model_key():
+        st.session_state.curv_step_model = model_key()
+        st.session_state.curv_step = float(f"{h0:.4g}")
+
+
+# ------------------------------------------------------------------ page
+clf = current_model()
+img = current_image()
+mkey, digest = model_key(), img.digest
+_init_state(clf)
+d = clf.dim
+
+st.header("Principal curvatures of the decision boundary")
+st.caption("DeepFool (without overshoot) and a bisection find the point z on the decision boundary closest to the "
+           "image along its minimal perturbation. There the boundary is a (d − 1)-dimensional surface; its principal "
+           "curvatures are the eigenvalues of P H P / |∇F| for F = f_k − f_j. Near real images almost all of them are "
+           "close to zero and a few are large, with more on one side than the other (Fawzi et al., 2017).")
+
+with st.expander("Settings", expanded=False):
+    c1, c2, c3 = st.columns(3)
+    c1.radio("Estimator", ESTIMATOR_CHOICES, key="curv_estimator", horizontal=True, help=ESTIMATOR_HELP)
+    c1.number_input("Finite-difference step h (pixel-space L2 length)", min_value=1e-6, format="%.4g",
+                    key="curv_step", help=f"Default c·√d·span/512 with c = 10: {default_step(clf):.4g} for this "
+                                          "model. Used by the fd estimator only.")
+    c2.slider("Curvatures per end of the spectrum (k)", 2, 50, key="curv_k",
+              help="Lanczos finds the k most positive and the k most negative curvatures")
+    full_ok = d <= FULL_SPECTRUM_MAX_DIM
+    c2.checkbox(f"Full spectrum (all {d - 1} curvatures; {d} Hessian-vector products)", key="curv_full",
+                disabled=not full_ok, help="Offered up to d = 4096" if full_ok else f"d = {d} is too large")
+    c2.checkbox("Compare both estimators on one plot", key="curv_compare")
+    targets = ["nearest"] + [f"{i}: {n}" for i, n in enumerate(clf.class_names)]
+    if st.session_state.curv_target not in targets:
+        st.session_state.curv_target = "nearest"
+    c3.selectbox("Boundary with class", targets, key="curv_target",
+                 help="nearest: the class DeepFool reaches first; or the boundary towards a chosen class (targeted)")
+    c3.slider("Directions shown per sign", 1, 6, key="curv_ndirs")
+
+choice = st.session_state.curv_estimator
+estimator = _auto_estimator(clf) if choice == "auto" else choice
+step = float(st.session_state.curv_step)
+k = int(st.session_state.curv_k)
+full = bool(st.session_state.curv_full) and d <= FULL_SPECTRUM_MAX_DIM
+full = True if d <= AUTO_FULL_MAX_DIM else full
+target = None if st.session_state.curv_target == "nearest" else int(st.session_state.curv_target.split(":")[0])
+estimators = [estimator] + ([e for e in ("exact", "fd") if e != estimator] if st.session_state.curv_compare else [])
+
+results = {}
+boundary = None
+t0 = time.perf_counter()
+with guarded("finding the boundary point and its curvatures"):
+    with st.status("Computing the boundary point and curvatures…", expanded=False) as status:
+        bar = st.progress(0.0, text="Boundary point (DeepFool + bisection)…")
+        boundary = _boundary(mkey, digest, target, clf, img.tensor)
+        for i, est in enumerate(estimators):
+            bar.progress((i + 1) / (len(estimators) + 1),
+                         text=f"Principal curvatures, {est} estimator ({'full spectrum' if full else f'Lanczos, k = {k}'})…")
+            results[est] = _curvature(mkey, digest, target, est, step if est == "fd" else None, k, full, clf,
+                                      img.tensor, boundary)
+        bar.progress(1.0, text="Done")
+        status.update(label=f"Boundary point and curvatures ready ({time.perf_counter() - t0:.1f} s including cached "
+                            "results)", state="complete")
+
+if boundary is not None:
+    b = boundary
+    label, j = int(b.label[0]), int(b.boundary_label[0])
+    names = clf.class_names
+    st.subheader("Image, boundary point and perturbation")
+    cols = st.columns(3)
+    cols[0].plotly_chart(image_figure(b.x[0], f"Image x: class {names[label]}", clf.pixel_range), key="curv_x")
+    cols[1].plotly_chart(image_figure(b.point[0], f"Boundary point z: {names[label]} | {names[j]}",
+                                      clf.pixel_range), key="curv_z")
+    cols[2].plotly_chart(signed_image_figure(b.perturbation[0], f"Perturbation r = z − x, |r| = {float(b.norms()[0]):.3g}"),
+                         key="curv_r")
+    facts = (f"Boundary between **{names[int(b.side_label[0])]}** and **{names[j]}** at L2 distance "
+             f"**{float(b.norms()[0]):.4g}** after {int(b.iterations[0])} DeepFool iterations; residual "
+             f"|f_k − f_j| = {float(b.residual[0]):.2g}.")
+    if bool(b.clipped[0]):
+        facts += " The pixel range clipped the DeepFool steps (the point is the nearest boundary point inside the range)."
+    st.markdown(facts)
+    if not bool(b.converged[0]):
+        st.error("No boundary point was found within the iteration budget for this image (the model's region may "
+                 "fill the pixel range in every direction DeepFool tried); pick another image or a target class.")
+
+if results:
+    main = results[estimator]
+    st.subheader("Spectrum")
+    if main.warning:
+        st.info(main.warning)
+    for est, res in results.items():
+        if est != estimator and res.warning and est == "exact":
+            st.caption(f"Exact estimator: {res.warning}")
+    title = (f"Principal curvatures at z ({clf.name}; " + " vs ".join(estimator_label(r) for r in results.values())
+             + (", full spectrum)" if main.method == "full" else f", Lanczos k = {k} per end)"))
+    fig = spectrum_figure(list(results.values()), d, title=title)
+    st.plotly_chart(fig, key="curv_spectrum")
+    stats = []
+    for est, res in results.items():
+        c = res.curvatures
+        stats.append(f"**{estimator_label(res)}**: {len(c)} curvatures, most positive {c[0]:.4g}, most negative "
+                     f"{c[-1]:.4g}; {res.hvp_count} Hessian-vector products; "
+                     f"{'converged' if res.converged else 'not converged'}; |∇F| = {res.gradient_norm:.4g}.")
+    st.markdown("\n".join(f"- {s}" for s in stats))
+    with st.expander("Sign convention"):
+        st.write(SIGN_CONVENTION)
+    export_buttons(fig, data={f"{est}_{key}": v for est, res in results.items() for key, v in res.arrays().items()},
+                   params={"model": clf.name, "image": img.source, "target": target,
+                           **{est: res.summary() for est, res in results.items()}},
+                   name=f"curvature_{clf.name}", key="curv_export")
+
+    st.subheader(f"Most curved directions ({estimator_label(main)})")
+    st.caption("Unit tangent directions at z (red: positive pixel change, blue: negative). Sliding along a positive "
+               "direction leads back into the image's class; along a negative one, across into the other class.")
+    nd = int(st.session_state.curv_ndirs)
+    for which in ("positive", "negative"):
+        figs = direction_figures(main, which, nd, clf.input_shape)
+        st.markdown(f"**Most {which}**")
+        cols = st.columns(max(len(figs), 1))
+        for i, (col, f) in enumerate(zip(cols, figs)):
+            col.plotly_chart(f, key=f"curv_dir_{which}_{i}")
+
+    with guarded("drawing the curvature profiles"):
+        prof = _profile(mkey, digest, target, estimator, step if estimator == "fd" else None, k, full, clf, main)
+        pfig = profile_figure(prof)
+        st.plotly_chart(pfig, key="curv_profile")
+        st.caption("The model's f_k − f_j along the top positive and the most negative direction through z, with "
+                   "the quadratic κ|∇F|t²/2 the curvature predicts: the same sign near t = 0 is the convention above.")
+        export_buttons(pfig, data={k_: np.asarray(v) for k_, v in prof.items()}, name="curvature_profile",
+                       key="curv_profile_export")
