@@ -1057,7 +1057,7 @@ def path_plane(clf: Classifier, path: ConnectingPath, *, resolution: int = DEFAU
     ``u`` = the chord direction, ``v`` = the component of (farthest anchor - x1) orthogonal to ``u``;
     a straight path (no anchor off the chord) gets a random ``v`` (Gaussian, ``seed``). The origin is
     the chord's midpoint; the grid is ``resolution`` points per axis over ``[-extent, extent]^2``
-    (default: :data:`PLANE_MARGIN` x the farthest path point), evaluated by
+    (default: the larger of :data:`PLANE_MARGIN` x the farthest path point and the chord length), evaluated by
     :func:`geometry.sections.section_on_plane` (chunked, adaptive near label changes)."""
     from .sections import MarkedPoint, Plane, random_direction, section_on_plane
 
@@ -1086,14 +1086,14 @@ def path_plane(clf: Classifier, path: ConnectingPath, *, resolution: int = DEFAU
     offsets = (P - origin - ab[:, :1] * u - ab[:, 1:] * v).norm(dim=1)
     shape = path.x1.shape
     dt = clf.dtype
-    names = ["x1"] + [f"anchor {i + 1}" for i in range(path.n_anchors)] + ["x2"]
-    marks = [MarkedPoint(n, "image" if n in ("x1", "x2") else "other", float(a), float(b), float(o), None)
-             for n, (a, b), o in zip(names, ab.tolist(), offsets.tolist())]
+    # the ends are marked on the plane; anchors are in ``path_ab`` (figures draw the whole polyline)
+    marks = [MarkedPoint(n, "image", float(ab[k, 0]), float(ab[k, 1]), float(offsets[k]), path.label)
+             for n, k in (("x1", 0), ("x2", -1))]
     plane = Plane("path: chord, largest anchor deviation", origin.reshape(shape).to(dt), u.reshape(shape).to(dt),
                   v.reshape(shape).to(dt), ("chord", "deviation"), marks,
                   {"direction": direction, "chord_length": clen, "label": path.label})
-    if extent is None:
-        extent = PLANE_MARGIN * max(float(ab.abs().max()), 1e-6)
+    if extent is None:  # room around the path: at least the chord length on each side of the midpoint
+        extent = max(PLANE_MARGIN * float(ab.abs().max()), clen)
     section = section_on_plane(clf, plane, extent=float(extent), resolution=resolution, adaptive=adaptive,
                                progress=progress)
     return PathPlane(section, ab.numpy(), offsets.numpy(), direction,
