@@ -48,7 +48,13 @@ DEFAULT_STEP_C = 10.0
 DEFAULT_CHUNK = 64
 
 _engine_ok: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # module -> engine known to work
-EXACT_ENGINE = "fwd_rev"  # chosen from bench/bench_curvature.py; see docs/curvature.md
+# Chosen from bench/bench_curvature.py (docs/curvature.md): per vector, in blocks of 32 on the MNIST CNN,
+# forward-over-reverse costs 0.57 gradients, a replicated-batch double backward 0.87; for a single vector
+# vmap's set-up dominates (8.0 vs 1.8 gradients), so blocks smaller than SMALL_BLOCK use double backward.
+# A HessianOperator at one point keeps its gradient graph and backpropagates through it for each vector
+# (0.91 gradients per vector): the cheapest for Lanczos, which asks for one vector at a time.
+EXACT_ENGINE = "fwd_rev"
+SMALL_BLOCK = 4
 
 
 def default_step(clf: Classifier, c: float = DEFAULT_STEP_C) -> float:
@@ -127,7 +133,9 @@ def _hvp_rev_rev(clf, z, k, j, V):
 
 
 def _hvp_exact(clf, z, k, j, V, engine=None):
-    engine = engine or _engine_ok.get(clf.module, EXACT_ENGINE)
+    if engine is None:
+        # vmap's set-up costs several gradients: for one or two vectors double backward is cheaper
+        engine = "rev_rev" if V.shape[1] < SMALL_BLOCK else _engine_ok.get(clf.module, EXACT_ENGINE)
     if engine == "fwd_rev":
         try:
             out = _hvp_fwd_rev(clf, z, k, j, V)
@@ -278,33 +286,26 @@ class HessianOperator(Operator):
         return self._graph
 
     def _exact_cached(self, V):
-        """Double backward through a retained graph of grad F: one backward per block of vectors."""
+        """Double backward through the retained graph of grad F: one backward per vector."""
         zz, g = self._cached_graph()
-        n = V.shape[1]
-        if not g.requires_grad:  # F is (piecewise) linear in z: nothing depends on z in grad F
+        if not g.requires_grad:  # grad F does not depend on z (linear, or ReLU/max-pool pieces): H = 0
             return torch.zeros_like(V)
-        Vb = V.T.reshape(n, *zz.shape)
-        try:
-            (hv,) = torch.autograd.grad(g, zz, grad_outputs=Vb if n > 1 else Vb[0], retain_graph=True,
-                                        is_grads_batched=n > 1, allow_unused=True)
-        except RuntimeError:
-            if n == 1:
-                raise
-            hv = torch.stack([torch.autograd.grad(g, zz, grad_outputs=v, retain_graph=True)[0] for v in Vb])
-        if hv is None:
-            return torch.zeros_like(V)
-        return hv.reshape(n, -1).T.detach()
+        cols = []
+        for v in V.T:
+            (hv,) = torch.autograd.grad(g, zz, grad_outputs=v.reshape(zz.shape), retain_graph=True, allow_unused=True)
+            cols.append(torch.zeros_like(v) if hv is None else hv.reshape(-1).detach())
+        return torch.stack(cols, dim=1)
 
     def _matmat(self, V):
         n = V.shape[1]
-        if self.engine == "cached_rev_rev":
+        if self.engine == "cached_rev_rev" and n < SMALL_BLOCK:
             try:
-                out = torch.cat([self._exact_cached(V[:, s:s + self.chunk]) for s in range(0, n, self.chunk)], 1)
+                out = self._exact_cached(V)
                 self.hvp_count += n
                 return out
             except RuntimeError:
                 self.engine, self._graph = "batched", None  # e.g. a module that refuses create_graph
-        Vb = V.T.reshape(1, n, *self.clf.input_shape)
+        Vb = V.T.reshape(1, n, *self.clf.input_shape)  # blocks (dense(), block Krylov): vmap over the block
         out = batched_hvp(self.clf, self.z, self.k, self.j, Vb, self.estimator, self.step, self.chunk)
         self.hvp_count += n
         return out.reshape(n, -1).T
