@@ -142,6 +142,9 @@ def principal_curvatures(clf: Classifier, x, *, estimator: str = "exact", step: 
         raise ConvergenceError(
             f"no boundary point was found for this image (DeepFool/bisection did not converge; residual "
             f"{float(boundary.residual[0]):.3g}); try another image, a target class, or a larger max_iter")
+    if int(boundary.side_label[0]) == int(boundary.boundary_label[0]):
+        raise GeometryError(f"the image is already in class {int(boundary.boundary_label[0])}, so there is no boundary "
+                            "to cross towards it; choose another target class (or none for the nearest boundary)")
     d = clf.dim
     if full is None:
         full = d <= AUTO_FULL_MAX_DIM

@@ -151,6 +151,8 @@ def test_failures_are_explained():
         principal_curvatures(clf, torch.zeros(3, dtype=D))  # the centre: zero gradient, DeepFool cannot move
     with pytest.raises(GeometryError, match="estimator"):
         principal_curvatures(clf, torch.ones(3, dtype=D) * 0.1, estimator="hutchinson")
+    with pytest.raises(GeometryError, match="already in class 1"):
+        principal_curvatures(clf, torch.ones(3, dtype=D) * 0.1, target=1)
     with pytest.raises(GeometryError, match="one image"):
         principal_curvatures(clf, torch.ones(2, 3, dtype=D) * 0.1)
 
