@@ -13,6 +13,7 @@ Imports torch only; never Streamlit or Plotly.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -112,7 +113,8 @@ class Classifier:
     def to(self, device=None, dtype=None) -> "Classifier":
         """A copy on another device and/or dtype (``device="auto"`` picks CUDA when present)."""
         dev = pick_device(device) if device is not None else self.device
-        module = self.module.to(device=dev, dtype=dtype or self.dtype)
+        # nn.Module.to moves in place: copy first so the original classifier keeps its device/dtype
+        module = copy.deepcopy(self.module).to(device=dev, dtype=dtype or self.dtype)
         return Classifier(module, self.input_shape, self.class_names, self.pixel_range,
                           self.name, self.dataset, self.card)
 

@@ -230,3 +230,13 @@ def test_nan_input_is_rejected(gelu):
 def test_normalize_rejects_nonpositive_std():
     with pytest.raises(GeometryError, match="std"):
         Normalize([0.0], [0.0])
+
+
+def test_to_returns_a_copy_and_keeps_the_original(tmp_path):
+    clf = load_classifier("digits_mlp", device="cpu")
+    d = clf.double()
+    assert d.dtype == torch.float64 and clf.dtype == torch.float32
+    path = tmp_path / "m.pt"
+    torch.jit.trace(clf.module, torch.zeros(1, 1, 8, 8)).save(str(path))
+    ts = load_classifier(path, input_shape="1,8,8", device="cpu")
+    assert ts.double().dtype == torch.float64 and ts.dtype == torch.float32
