@@ -77,6 +77,11 @@ DEFAULT_HALO = 1
 # Auto extent: half-width of the square = EXTENT_FACTOR x the image's DeepFool distance |z - x0|,
 # so the boundary point sits at 1/EXTENT_FACTOR of the way from the centre to the edge.
 EXTENT_FACTOR = 2.5
+# Planes without a direction towards the boundary (random, user-given): the nearest in-plane crossing is
+# searched on SCAN_ANGLES rays at SCAN_RADII geometric radii up to SCAN_MAX_FACTOR x the DeepFool distance.
+SCAN_ANGLES = 32
+SCAN_RADII = 40
+SCAN_MAX_FACTOR = 40.0
 # Planes that contain other marked points grow so that each sits inside this fraction of the half-width.
 MARKED_MARGIN = 1.25
 # Points x0 + a u + b v per model call: bounded by elements per chunk so big inputs stay in memory.
@@ -91,9 +96,9 @@ PLANE_EXAMPLES = ("normal,random", "normal,curv+", "normal,curv-", "random,rando
                   "images:gallery:0:1,gallery:0:2", "npy:U.npy,V.npy")
 # Lanczos settings for the curved directions: only the extreme pair at each end is drawn, so a loose
 # tolerance and a small budget suffice (measured: 19-60 Hessian-vector products on the bundled MNIST models).
-CURVATURE_K = 2
+CURVATURE_K = 1
 CURVATURE_TOL = 1e-3
-CURVATURE_MAX_ITER = 80
+CURVATURE_MAX_ITER = 60
 
 
 # ---------------------------------------------------------------- results
@@ -551,6 +556,16 @@ def make_plane(clf: Classifier, x, spec: str = DEFAULT_PLANE, *, seed: int = 0, 
     info.update(seed=int(seed), spec=spec, model=clf.name, dim=clf.dim, anchor="boundary" if through_z else "image",
                 image_offset=plane.points[0].offset)
     plane.info = info
+    if kind == "npy" or (kind == "pair" and all(t == "random" for t in parts)):
+        # no direction of this plane points at the boundary: find the nearest crossing within the plane
+        r_max = SCAN_MAX_FACTOR * max(float(info.get("boundary_distance", 0.0)), 1e-3 * clf.pixel_span)
+        dist, n = in_plane_boundary_distance(clf, plane, r_max)
+        info.update(in_plane_boundary_distance=dist, scan=dict(angles=SCAN_ANGLES, radii=SCAN_RADII, r_max=r_max,
+                                                              evaluations=n))
+        if not math.isfinite(dist):
+            info.setdefault("warnings", []).append(
+                f"no boundary crosses this plane within {r_max:.3g} of its centre (scanned {SCAN_ANGLES} rays); "
+                "the default extent shows a single class -- enlarge the extent or choose another plane")
     return plane
 
 
@@ -748,10 +763,36 @@ def dense_labels(evaluate: Callable, n_b: int, n_a: int):
     return lab.reshape(n_b, n_a), mar.reshape(n_b, n_a), np.ones((n_b, n_a), dtype=bool)
 
 
+def in_plane_boundary_distance(clf: Classifier, plane: Plane, r_max: float, angles: int = SCAN_ANGLES,
+                               radii: int = SCAN_RADII, batch_size: int | None = None) -> tuple[float, int]:
+    """Smallest radius at which the label changes along ``angles`` rays from the plane's centre.
+
+    Radii are geometric from ``r_max / 100`` to ``r_max`` (about 12 % apart for 40 radii), so the answer is
+    accurate to that ratio. Returns ``(distance, evaluations)``; distance is ``inf`` when no ray crosses."""
+    th = np.linspace(0.0, 2 * np.pi, int(angles), endpoint=False)
+    rs = np.geomspace(r_max / 100.0, r_max, int(radii))
+    A = np.concatenate([[0.0], (rs[None, :] * np.cos(th)[:, None]).ravel()])
+    B = np.concatenate([[0.0], (rs[None, :] * np.sin(th)[:, None]).ravel()])
+    labels, _ = PlaneEvaluator(clf, plane, batch_size)(A, B)
+    changed = labels[1:].reshape(len(th), len(rs)) != labels[0]
+    hit = changed.any(axis=1)
+    if not hit.any():
+        return float("inf"), len(A)
+    first = np.argmax(changed, axis=1)
+    return float(rs[first[hit]].min()), len(A)
+
+
 def default_extent(plane: Plane, factor: float = EXTENT_FACTOR) -> float:
-    """Half-width of the square: ``factor`` x the DeepFool distance, grown so every marked point is inside
-    (at ``1/MARKED_MARGIN`` of the half-width)."""
+    """Half-width of the square: ``factor`` x the distance to the nearest boundary, grown so every marked point
+    is inside (at ``1/MARKED_MARGIN`` of the half-width).
+
+    The distance is the DeepFool distance |z - x0|, except for planes without the normal, adversarial or
+    curvature directions (random and user-given planes), whose nearest boundary crossing is much farther:
+    there it is the in-plane distance found by :func:`in_plane_boundary_distance` (``plane.info``)."""
     r = float(plane.info.get("boundary_distance", 0.0))
+    scanned = plane.info.get("in_plane_boundary_distance")
+    if scanned is not None and math.isfinite(scanned):
+        r = float(scanned)
     ext = factor * r
     far = max([max(abs(p.a), abs(p.b)) for p in plane.points] + [0.0])
     ext = max(ext, MARKED_MARGIN * far)

@@ -65,7 +65,7 @@ def _fmt(x: float) -> str:
     return "0" if abs(x) < 5e-7 else f"{x:.3g}"
 
 
-def section_figure(section, title: str = "", height: int = 520, click_points: bool = True) -> go.Figure:
+def section_figure(section, title: str = "", height: int = 600, click_points: bool = True) -> go.Figure:
     """Heatmap of predicted classes on the plane, boundaries drawn, pixel-range edge, marked points.
 
     Hover: class, logit margin (or that the label was inferred by the adaptive grid), (a, b), and
@@ -101,10 +101,10 @@ def section_figure(section, title: str = "", height: int = 520, click_points: bo
     xs, ys = range_segments(section)
     if xs:
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#444", width=1.2, dash="dot"),
-                                 name="edge of the pixel range (lighter: outside)", hoverinfo="skip"))
+                                 name="pixel-range edge (lighter: outside)", hoverinfo="skip"))
     elif section.outside.all():
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker=dict(color="rgba(0,0,0,0)"),
-                                 name="whole plane outside the pixel range (except where noted)"))
+                                 name="(every point is outside the pixel range)"))
     if click_points:
         step = max(1, int(np.ceil(len(a) / CLICK_LATTICE)))
         ia = np.arange(0, len(a), step)
@@ -131,8 +131,10 @@ def section_figure(section, title: str = "", height: int = 520, click_points: bo
     fig.update_yaxes(title=f"b: {section.plane.axis_names[1]}", range=[-ext, ext], zeroline=False,
                      scaleanchor="x", scaleratio=1)
     fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", yanchor="top", y=-0.15, x=0, font=dict(size=11)),
+                      legend=dict(orientation="h", yanchor="top", y=-0.12, x=0, font=dict(size=11)),
                       clickmode="event+select", dragmode="pan", hovermode="closest")
+    # a click selects one lattice marker; keep every other trace at full strength (no selection dimming)
+    fig.update_traces(unselected=dict(marker=dict(opacity=1.0)), selector=dict(type="scatter"))
     return fig
 
 

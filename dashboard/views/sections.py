@@ -164,7 +164,8 @@ t0 = time.perf_counter()
 steps = 2 * len(SIDES)
 done = 0
 for side, label, spec in zip(SIDES, choices, specs):
-    key_args = (mkey, digest, spec, seed, estimator, npy_key if spec.startswith("npy") else "")
+    est = estimator if "curv" in spec else None  # only curved planes depend on it (keeps the cache warm)
+    key_args = (mkey, digest, spec, seed, est, npy_key if spec.startswith("npy") else "")
     with guarded(f"the {side} cross-section"):
         if spec.startswith("npy") and dirs is None:
             results[side] = (label, spec, None, None, key_args)

@@ -60,6 +60,10 @@ def run(args) -> dict:
             "warnings": list(info.get("warnings", [])), "saved": saved}
 
 
+def _num(x: float) -> str:
+    return "0" if abs(x) < 5e-7 else f"{x:.3g}"
+
+
 def text(result: dict) -> str:
     labels = np.asarray(result["labels"])
     names = result["class_names"]
@@ -72,7 +76,7 @@ def text(result: dict) -> str:
                 if result.get("estimator") else ""),
              f"classes in the plane: {', '.join(names[c] for c in result['classes_present'])}; "
              f"{result['outside_pixel_range']} of {labels.size} points outside the pixel range",
-             "marked: " + "; ".join(f"{p['name']} at ({p['a']:.3g}, {p['b']:.3g})"
+             "marked: " + "; ".join(f"{p['name']} at ({_num(p['a'])}, {_num(p['b'])})"
                                     + (f", {p['offset']:.3g} off the plane" if p['offset'] > 1e-6 else "")
                                     for p in result["points"])]
     lines += [f"warning: {w}" for w in result["warnings"]]
