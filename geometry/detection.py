@@ -53,9 +53,12 @@ SCORE_DEFINITION = (
 """The one statement of the detector's conventions (SCIENCE.md section 5); tested in tests/test_detection.py."""
 
 DEFAULT_FPR = 0.05
+DIRECTION_SETS = ("all", "positive", "negative")
+"""Which directions of S the score averages over: all of S (the definition), or only those with positive /
+negative average boundary curvature (``CurvedSubspace.part``)."""
 ATTACKS = ("deepfool", "fgsm", "pgd")
 DEFAULT_SIZES = (1.0, 1.5, 2.0)
-DETECTOR_VERSION = 1
+DETECTOR_VERSION = 2
 
 
 def _noop(frac: float, msg: str) -> None:
@@ -188,6 +191,8 @@ class Detector:
     fingerprint: str = ""
     subspace: dict = field(default_factory=dict)
     path: str | None = None
+    calibration_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    directions: str = "all"
 
     @property
     def m(self) -> int:
@@ -203,7 +208,8 @@ class Detector:
         return decide(rho.detach().cpu().double().numpy(), labels.cpu().numpy(), self.sign, self.threshold)
 
     def summary(self) -> dict:
-        return {"model": self.model, "m": self.m, "sign": int(self.sign), "threshold": float(self.threshold),
+        return {"model": self.model, "m": self.m, "directions": self.directions, "sign": int(self.sign),
+                "threshold": float(self.threshold),
                 "fpr": float(self.fpr), "estimator": self.estimator, "step": self.step,
                 "calibration": dict(self.calibration), "definition": SCORE_DEFINITION}
 
@@ -213,9 +219,10 @@ class Detector:
         meta = {"version": DETECTOR_VERSION, "sign": int(self.sign), "threshold": float(self.threshold),
                 "fpr": float(self.fpr), "estimator": self.estimator, "step": self.step,
                 "calibration": self.calibration, "model": self.model, "fingerprint": self.fingerprint,
-                "subspace": self.subspace}
+                "subspace": self.subspace, "directions": self.directions}
         tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-        np.savez_compressed(tmp, basis=self.basis.detach().cpu().double().numpy(), meta=np.array(json.dumps(meta)))
+        np.savez_compressed(tmp, basis=self.basis.detach().cpu().double().numpy(), meta=np.array(json.dumps(meta)),
+                            calibration_scores=np.asarray(self.calibration_scores, dtype=np.float64))
         os.replace(tmp, path)
         self.path = str(path)
         return str(path)
@@ -226,13 +233,15 @@ class Detector:
             with np.load(path, allow_pickle=False) as f:
                 meta = json.loads(str(f["meta"]))
                 basis = torch.from_numpy(f["basis"].copy())
+                scores = f["calibration_scores"].copy()
         except (OSError, KeyError, ValueError) as exc:
             raise GeometryError(f"{path} is not a saved detector ({type(exc).__name__}); delete it and calibrate "
                                 "again") from None
         if meta.get("version") != DETECTOR_VERSION:
             raise GeometryError(f"{path} was saved by another version; delete it and calibrate again")
         return cls(basis, int(meta["sign"]), float(meta["threshold"]), float(meta["fpr"]), meta["estimator"],
-                   meta["step"], meta["calibration"], meta["model"], meta["fingerprint"], meta["subspace"], str(path))
+                   meta["step"], meta["calibration"], meta["model"], meta["fingerprint"], meta["subspace"], str(path),
+                   scores, meta.get("directions", "all"))
 
 
 def decide(rho: np.ndarray, labels: np.ndarray, sign: int, threshold: float) -> DetectionResult:
@@ -250,13 +259,19 @@ def decide(rho: np.ndarray, labels: np.ndarray, sign: int, threshold: float) -> 
 
 
 def calibrate_detector(clf: Classifier, S: CurvedSubspace, x_clean, *, fpr: float = DEFAULT_FPR,
-                       estimator: str | None = None, step: float | None = None,
+                       estimator: str | None = None, step: float | None = None, directions: str = "all",
                        batch_size: int = 2048) -> Detector:
     """Sign and threshold from clean images ``x_clean`` (held-out, not used for S).
 
-    ``estimator``/``step`` default to S's own (so curvature is measured the same way)."""
+    ``estimator``/``step`` default to S's own (so curvature is measured the same way);
+    ``directions`` picks all of S or its positively / negatively curved part (:data:`DIRECTION_SETS`)."""
     if not 0 < fpr < 1:
         raise GeometryError(f"the target false-positive rate must be in (0, 1), got {fpr}")
+    if directions not in DIRECTION_SETS:
+        raise GeometryError(f"directions must be one of {', '.join(DIRECTION_SETS)}, got {directions!r}")
+    settings = dict(S.settings)
+    if directions != "all":
+        S = S.part(directions)
     est = resolve_estimator(clf, estimator or S.settings.get("estimator", "auto"))
     if step is None and est == S.settings.get("estimator"):
         step = S.settings.get("step")
@@ -278,18 +293,18 @@ def calibrate_detector(clf: Classifier, S: CurvedSubspace, x_clean, *, fpr: floa
                    "score_mean": float(scores.mean()), "score_std": float(scores.std()),
                    "achieved_fpr": float((scores > threshold).mean())}
     return Detector(basis.detach().cpu().double(), sign, threshold, float(fpr), est, h, calibration, clf.name,
-                    model_fingerprint(clf), dict(S.settings))
+                    model_fingerprint(clf), settings, None, scores, directions)
 
 
 def model_detector(clf: Classifier, S: CurvedSubspace, *, fpr: float = DEFAULT_FPR, images: int = 200,
-                   seed: int = 0, estimator: str | None = None, step: float | None = None,
+                   seed: int = 0, estimator: str | None = None, step: float | None = None, directions: str = "all",
                    cache: str | Path | None | bool = None, recompute: bool = False) -> Detector:
     """A detector calibrated on ``images`` clean held-out images (the first ``images`` of a stratified
     order, seed ``seed``), cached next to S (``cache`` as in ``subspace.model_subspace``)."""
     from .subspace import dataset_images
 
     key = {"subspace": settings_key(S.settings), "fpr": float(fpr), "images": int(images), "seed": int(seed),
-           "estimator": estimator, "step": step}
+           "estimator": estimator, "step": step, "directions": directions}
     path = None
     if cache is not False:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in clf.name)[:40] or "model"
@@ -299,7 +314,7 @@ def model_detector(clf: Classifier, S: CurvedSubspace, *, fpr: float = DEFAULT_F
             if det.fingerprint == model_fingerprint(clf):
                 return det
     x, _ = dataset_images(clf, images, split="held_out", seed=seed)
-    det = calibrate_detector(clf, S, x, fpr=fpr, estimator=estimator, step=step)
+    det = calibrate_detector(clf, S, x, fpr=fpr, estimator=estimator, step=step, directions=directions)
     det.calibration.update(split="held_out", seed=int(seed))
     if path is not None:
         try:
@@ -437,6 +452,28 @@ def evaluate_detector(clf: Classifier, detector: Detector, x, y, *, attacks=ATTA
     the model classifies correctly are used; clean ones are the negatives, and
     successfully attacked ones (label changed) the positives. FGSM/PGD sizes are
     multiples of ``reference_norm``, the median L2 DeepFool norm on these images."""
+    return evaluate_detectors(clf, {"": detector}, x, y, attacks=attacks, sizes=sizes, norm=norm,
+                              pgd_steps=pgd_steps, seed=seed, progress=progress)[""]
+
+
+def _row(detector: Detector, clean: DetectionResult, res: DetectionResult | None, truth: np.ndarray, attack: str,
+         size: float, eps, attacked: int, mean_norm: float) -> AttackRow:
+    if res is None:
+        r = roc(clean.score, np.zeros(0))
+        return AttackRow(attack, size, eps, attacked, 0, float("nan"), np.zeros(0), r.auc, r.fpr, r.tpr,
+                         float("nan"), 0, float("nan"), float("nan"))
+    flagged = res.flagged
+    rec_all = decide(res.rho, res.label, detector.sign, -np.inf).recovered_label
+    r = roc(clean.score, res.score)
+    rec_det = float((res.recovered_label[flagged] == truth[flagged]).mean()) if flagged.any() else float("nan")
+    return AttackRow(attack, size, eps, attacked, len(res), mean_norm, res.score, r.auc, r.fpr, r.tpr,
+                     float(flagged.mean()), int(flagged.sum()), rec_det, float((rec_all == truth).mean()))
+
+
+def evaluate_detectors(clf: Classifier, detectors: dict[str, Detector], x, y, *, attacks=ATTACKS,
+                       sizes=DEFAULT_SIZES, norm: str = "l2", pgd_steps: int = 10, seed: int = 0,
+                       progress: Progress | None = None) -> dict[str, DetectorEvaluation]:
+    """:func:`evaluate_detector` for several detectors on the *same* attacked images (attacks run once)."""
     from .boundary import deepfool
 
     progress = progress or _noop
@@ -454,7 +491,7 @@ def evaluate_detector(clf: Classifier, detector: Detector, x, y, *, attacks=ATTA
         if a not in ATTACKS:
             raise GeometryError(f"attack must be one of {', '.join(ATTACKS)}, got {a!r}")
     progress(0.02, f"scoring {x.shape[0]} clean images")
-    clean = detector.detect(clf, x)
+    clean = {name: det.detect(clf, x) for name, det in detectors.items()}
     progress(0.1, "DeepFool norms (the reference size)")
     df = deepfool(clf, x)
     ok = df.converged
@@ -462,34 +499,85 @@ def evaluate_detector(clf: Classifier, detector: Detector, x, y, *, attacks=ATTA
     if not math.isfinite(reference) and any(a != "deepfool" for a in attacks):
         raise GeometryError("DeepFool did not converge on any evaluation image, so there is no reference size for "
                             "FGSM/PGD; use other images")
-    rows = []
+    rows: dict[str, list[AttackRow]] = {name: [] for name in detectors}
     configs = [(a, s) for a in attacks for s in sizes]
+    truth_all = y.cpu().numpy()
     for i, (attack, size) in enumerate(configs):
         progress(0.15 + 0.85 * i / len(configs), f"{attack} at size {size:g}: attacking and scoring")
         xa, eps = attack_batch(clf, x, y, attack, size, reference, norm=norm, pgd_steps=pgd_steps, seed=seed + i)
-        pred = clf.predict(xa)
-        success = (pred != y).cpu().numpy()
+        success = (clf.predict(xa) != y).cpu().numpy()
         norms = (xa - x).reshape(x.shape[0], -1).norm(dim=1).cpu().numpy()
-        if success.any():
-            res = detector.detect(clf, xa[torch.as_tensor(success, device=x.device)])
-            scores, flagged = res.score, res.flagged
-            truth = y.cpu().numpy()[success]
-            recovered = res.recovered_label
-            rec_cand = decide(res.rho, res.label, detector.sign, -np.inf).recovered_label
-            r = roc(clean.score, scores)
-            det_rate = float(flagged.mean())
-            rec_det = float((recovered[flagged] == truth[flagged]).mean()) if flagged.any() else float("nan")
-            rec_all = float((rec_cand == truth).mean())
-        else:
-            scores = np.zeros(0)
-            r = roc(clean.score, scores)
-            det_rate, rec_det, rec_all, flagged = float("nan"), float("nan"), float("nan"), np.zeros(0, bool)
-        rows.append(AttackRow(attack, size, eps, int(x.shape[0]), int(success.sum()),
-                              float(norms[success].mean()) if success.any() else float("nan"), scores, r.auc,
-                              r.fpr, r.tpr, det_rate, int(flagged.sum()), rec_det, rec_all))
+        mean_norm = float(norms[success].mean()) if success.any() else float("nan")
+        xs = xa[torch.as_tensor(success, device=x.device)]
+        for name, det in detectors.items():
+            res = det.detect(clf, xs) if success.any() else None
+            rows[name].append(_row(det, clean[name], res, truth_all[success], attack, size, eps, int(x.shape[0]),
+                                   mean_norm))
     progress(1.0, "done")
     settings = {"attacks": list(attacks), "sizes": list(sizes), "norm": norm, "pgd_steps": pgd_steps, "seed": seed,
                 "images": int(x.shape[0]), "size_meaning": "DeepFool: x + size * r (overshoot size - 1, at least "
                 "0.02); FGSM/PGD: eps = size * median DeepFool L2 norm of the evaluation images"}
-    return DetectorEvaluation(detector, clean.score, float(clean.flagged.mean()), reference, rows, settings,
-                              time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    return {name: DetectorEvaluation(det, clean[name].score, float(clean[name].flagged.mean()), reference,
+                                     rows[name], settings, seconds) for name, det in detectors.items()}
+
+
+# ------------------------------------------------------------ one image, growing perturbation
+@dataclass
+class Sweep:
+    """The detector on one image perturbed by ``attack`` at each of ``sizes`` (size 0 = the clean image).
+
+    ``images`` ``(S, *shape)``; ``norms`` the L2 norm of each applied perturbation;
+    ``reference_norm`` the image's DeepFool norm |r|; ``result`` the detector's output per size."""
+
+    attack: str
+    sizes: np.ndarray
+    images: torch.Tensor
+    norms: np.ndarray
+    reference_norm: float
+    clean_label: int
+    result: DetectionResult
+
+
+def perturbation_sweep(clf: Classifier, detector: Detector, x, attack: str, sizes, *, norm: str = "l2",
+                       pgd_steps: int = 10, seed: int = 0) -> Sweep:
+    """Perturb one image more and more and score every version (all sizes in one batch).
+
+    Sizes are in units of the image's minimal (DeepFool, no overshoot) perturbation r:
+    DeepFool gives ``x + size * r`` (clipped to the pixel range), FGSM/PGD use
+    ``eps = size * |r|`` against the image's current label."""
+    from .attacks import fgsm, pgd
+    from .boundary import deepfool
+
+    if attack not in ATTACKS:
+        raise GeometryError(f"attack must be one of {', '.join(ATTACKS)}, got {attack!r}")
+    x = clf.as_batch(x)
+    if x.shape[0] != 1:
+        raise GeometryError(f"a sweep perturbs one image; got a batch of {x.shape[0]}")
+    sizes = np.asarray(sizes, dtype=np.float64).reshape(-1)
+    if len(sizes) == 0 or np.any(~np.isfinite(sizes)) or np.any(sizes < 0):
+        raise GeometryError(f"sizes must be non-negative numbers, got {sizes.tolist()}")
+    label = int(clf.predict(x)[0])
+    df = deepfool(clf, x, overshoot=0.0)
+    if not bool(df.converged[0]):
+        raise GeometryError("DeepFool found no adversarial perturbation for this image, so there is no size to "
+                            "scale the attacks by; pick another image")
+    r = df.perturbation
+    ref = float(r.norm())
+    y = torch.tensor([label], device=x.device)
+    out = []
+    for i, s in enumerate(sizes):
+        if s == 0:
+            out.append(x)
+        elif attack == "deepfool":
+            out.append(clf.clip(x + float(s) * r))
+        elif attack == "fgsm":
+            out.append(fgsm(clf, x, y, float(s) * ref, norm=norm, pixel_range=clf.pixel_range))
+        else:
+            gen = torch.Generator().manual_seed(seed + i)
+            out.append(pgd(clf, x, y, float(s) * ref, norm=norm, steps=pgd_steps, pixel_range=clf.pixel_range,
+                           generator=gen))
+    imgs = torch.cat(out).detach()
+    res = detector.detect(clf, imgs)
+    norms = (imgs - x).reshape(len(sizes), -1).norm(dim=1).cpu().double().numpy()
+    return Sweep(attack, sizes, imgs.cpu(), norms, ref, label, res)

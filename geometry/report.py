@@ -158,6 +158,10 @@ class _Plot:
 
     def svg(self) -> str:
         y = self.t + 8
+        if self.legend:
+            w = 34 + 6.2 * max(len(n) for n, _, _ in self.legend)
+            self.parts.append(f'<rect x="{self.l + 4}" y="{self.t + 1}" width="{w:.0f}" height="{15 * len(self.legend) + 4}" '
+                              f'fill="white" fill-opacity="0.85" stroke="#ccc"/>')
         for name, color, dash in self.legend:
             x = self.l + 10
             da = f' stroke-dasharray="{dash}"' if dash else ""
@@ -229,7 +233,7 @@ def roc_svg(curves: list[tuple[str, np.ndarray, np.ndarray, str, str]], target_f
     return p.svg()
 
 
-def _diverging_png(images: np.ndarray, cols: int = 10, scale: int = 4, pad: int = 2) -> bytes:
+def _diverging_png(images: np.ndarray, cols: int = 10, scale: int = 3, pad: int = 2) -> bytes:
     """Signed maps (n, H, W) -> one PNG grid, blue (negative) / white / red (positive), each map on its own scale."""
     from PIL import Image
 
@@ -304,7 +308,7 @@ def run_reproduction(clf: Classifier, *, subspace_images: int = 100, m: int = 20
                      progress: Progress | None = None) -> Reproduction:
     """Run every experiment of the report on ``clf`` (see the module docstring)."""
     from .curvature import principal_curvatures
-    from .detection import evaluate_detector, model_detector
+    from .detection import DIRECTION_SETS, evaluate_detectors, model_detector
     from .subspace import dataset_images, model_subspace, resolve_estimator, resolve_step
     from .vulnerability import vulnerability
 
@@ -393,15 +397,26 @@ def run_reproduction(clf: Classifier, *, subspace_images: int = 100, m: int = 20
     arrays["ratios"], arrays["random_ratios"] = vul.concentration.ratios, vul.concentration.random
     timings["vulnerability"] = time.perf_counter() - t
 
-    # --- 5. detector
+    # --- 5. detector: all of S (the definition) and, on the same attacked images, its positively and
+    # negatively curved parts (exploratory variants, reported as such)
     progress(0.6, f"calibrating the detector on {calibration_images} clean held-out images")
     t = time.perf_counter()
-    det = model_detector(clf, S, fpr=fpr, images=calibration_images, seed=seed, cache=cache, recompute=recompute)
+    detectors = {}
+    for part in DIRECTION_SETS:
+        try:
+            detectors[part] = model_detector(clf, S, fpr=fpr, images=calibration_images, seed=seed, cache=cache,
+                                             recompute=recompute, directions=part)
+        except GeometryError as exc:
+            if part == "all":
+                raise
+            notes.append(f"Detector on the {part} part of S: {exc}")
     xe, ye = dataset_images(clf, calibration_images + evaluation_images, split="held_out", seed=seed)
     xe, ye = xe[calibration_images:], ye[calibration_images:]
-    ev = evaluate_detector(clf, det, xe, ye, attacks=attacks, sizes=sizes, seed=seed, progress=stage(0.62, 0.99))
-    numbers["detector"] = ev.to_dict()
-    arrays["detector"] = ev
+    evs = evaluate_detectors(clf, detectors, xe, ye, attacks=attacks, sizes=sizes, seed=seed,
+                             progress=stage(0.62, 0.99))
+    numbers["detector"] = evs["all"].to_dict()
+    numbers["detector_parts"] = {part: ev.to_dict() for part, ev in evs.items() if part != "all"}
+    arrays["detector"] = evs["all"]
     timings["detector"] = time.perf_counter() - t
 
     card = getattr(clf, "card", {}) or {}
@@ -458,6 +473,17 @@ def verdicts(numbers: dict) -> dict:
                                f"{d['clean_fpr']:.3f} for a target of {d['detector']['fpr']:g}; label recovery on "
                                f"detected images {np.mean(rec):.2f} on average." if rec else
                                f"The detector {quality} here: mean AUC {mean_auc:.2f}; no attacked image was detected.")
+    parts = numbers.get("detector_parts") or {}
+    if parts and d:
+        bits = []
+        for part, pd in parts.items():
+            aucs = [r["auc"] for r in pd["rows"] if r["auc"] is not None]
+            if aucs:
+                bits.append(f"S{'+' if part == 'positive' else '-'} ({pd['detector']['m']} directions): mean AUC "
+                            f"{np.mean(aucs):.2f}")
+        if bits:
+            out["detector_parts"] = ("Exploratory variant, the same score on one sign of S only: " + "; ".join(bits)
+                                     + ".")
     cv = numbers.get("curvature")
     if cv:
         out["curvature"] = (f"Principal curvatures at {cv['images']} boundary points ({cv['estimator']}): median largest "
@@ -488,7 +514,13 @@ def summary_row(numbers: dict, settings: dict) -> dict:
     c, f, d = numbers.get("concentration", {}), numbers.get("fooling", {}), numbers.get("detector", {})
     aucs = {f"{r['attack']} x{r['size']:g}": r["auc"] for r in d.get("rows", [])}
     recs = [r["recovery_detected"] for r in d.get("rows", []) if r["recovery_detected"] is not None]
+    part_auc = {}
+    for part, pd in (numbers.get("detector_parts") or {}).items():
+        aucs = [r["auc"] for r in pd["rows"] if r["auc"] is not None]
+        part_auc[part] = float(np.mean(aucs)) if aucs else None
+    all_aucs = [r["auc"] for r in d.get("rows", []) if r["auc"] is not None]
     return {"model": settings["model"], "estimator": settings["estimator"], "m": settings["m"], "d": settings["d"],
+            "auc_mean": float(np.mean(all_aucs)) if all_aucs else None, "auc_mean_parts": part_auc,
             "ratio_mean": c.get("mean"), "random_mean": c.get("random_mean"), "sqrt_m_d": c.get("expected"),
             "eps50_S": f.get("eps_50_subspace"), "eps50_whole": f.get("eps_50_whole"),
             "auc": aucs, "recovery_detected_mean": float(np.mean(recs)) if recs else None,
@@ -558,6 +590,11 @@ CAPTIONS = {
 }
 
 
+def _pair(row: dict) -> str:
+    det, rec = row.get("detection_rate"), row.get("recovery_detected")
+    return f"{'-' if det is None else f'{det:.2f}'} / {'-' if rec is None else f'{rec:.2f}'}"
+
+
 def _markdown(rep: Reproduction, fig_refs: dict[str, str]) -> str:
     n, s = rep.numbers, rep.settings
     v = verdicts(n)
@@ -566,7 +603,7 @@ def _markdown(rep: Reproduction, fig_refs: dict[str, str]) -> str:
          f"`{rep.model}` ({s.get('architecture')}, {s.get('activation')}, held-out accuracy "
          f"{s.get('held_out_accuracy')}), d = {s['d']}, computed on {s['device']} in {rep.seconds:.0f} s. "
          f"Generated by `python -m geometry reproduce --model {rep.model}`.", "", "## Findings", ""]
-    for key in ("curvature", "concentration", "fooling", "detector"):
+    for key in ("curvature", "concentration", "fooling", "detector", "detector_parts"):
         if key in v:
             L.append(f"- {v[key]}")
     L.append("")
@@ -637,6 +674,24 @@ def _markdown(rep: Reproduction, fig_refs: dict[str, str]) -> str:
                    r["detection_rate"], r["recovery_detected"], r["recovery_all"]] for r in d["rows"]]), ""]
     fig("detector_roc")
     fig("detector_scores")
+    parts = n.get("detector_parts") or {}
+    if parts:
+        L += ["### Variant (exploratory): only the positively or negatively curved directions of S", "",
+              "The same score restricted to the directions of S whose average curvature is positive (S+) or "
+              "negative (S-), calibrated the same way on the same clean images and scored on the same attacked "
+              "images. This is not part of the definition; it shows where the signal lives.", ""]
+        hdr = ["directions", "m", "sign", "clean FPR"] + [f"AUC {r['attack']} x{r['size']:g}" for r in d["rows"]]
+        trs = [["all of S", det["m"], det["sign"], d["clean_fpr"]] + [r["auc"] for r in d["rows"]]]
+        for part, pd in parts.items():
+            trs.append([f"S{'+' if part == 'positive' else '-'} ({part})", pd["detector"]["m"], pd["detector"]["sign"],
+                        pd["clean_fpr"]] + [r["auc"] for r in pd["rows"]])
+        L += [_table(hdr, trs), ""]
+        hdr2 = ["directions"] + [f"detected / recovered {r['attack']} x{r['size']:g}" for r in d["rows"]]
+        trs2 = [["all of S"] + [_pair(r) for r in d["rows"]]]
+        for part, pd in parts.items():
+            trs2.append([f"S{'+' if part == 'positive' else '-'}"] + [_pair(r) for r in pd["rows"]])
+        L += [_table(hdr2, trs2), "", "*detected: fraction of successful attacks flagged at the target FPR; "
+              "recovered: fraction of the flagged ones whose recovered label is the true label.*", ""]
     if rep.notes:
         L += ["## Notes", ""] + [f"- {x}" for x in rep.notes] + [""]
     L += ["## Settings", "", _table(["setting", "value"], [[k, json.dumps(v) if isinstance(v, (dict, list)) else v]
@@ -675,7 +730,7 @@ def write_report(rep: Reproduction, out_dir: str | Path, formats=("md", "html"))
                 "</title><style>body{font-family:sans-serif;max-width:980px;margin:2em auto;padding:0 1em;"
                 "line-height:1.45}table{border-collapse:collapse;margin:0.6em 0;font-size:0.9em}td,th{border:1px "
                 "solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}figure{margin:0.6em 0}"
-                "code{background:#f4f4f4;padding:0 3px}</style></head><body>" + body + "</body></html>")
+                "code{background:#f4f4f4;padding:0 3px}img,svg{max-width:100%;height:auto}</style></head><body>" + body + "</body></html>")
         (out / "report.html").write_text(page)
         written["html"] = str(out / "report.html")
     numbers = {"model": rep.model, "numbers": rep.numbers, "settings": rep.settings, "notes": rep.notes,

@@ -281,6 +281,19 @@ class CurvedSubspace:
         ratio = self.project(r).norm(dim=1) / nr
         return torch.where(nr > 0, ratio, torch.full_like(ratio, float("nan")))
 
+    def part(self, sign: str) -> "CurvedSubspace":
+        """The directions of S with ``"positive"`` or ``"negative"`` average curvature (a smaller S)."""
+        if sign not in ("positive", "negative"):
+            raise GeometryError(f"part must be 'positive' or 'negative', got {sign!r}")
+        keep = np.flatnonzero(self.eigenvalues > 0 if sign == "positive" else self.eigenvalues < 0)
+        if len(keep) == 0:
+            raise GeometryError(f"S has no {sign}ly curved direction; use all of S or compute S with more "
+                                "directions (larger m)")
+        idx = torch.as_tensor(keep)
+        return CurvedSubspace(self.basis[:, idx], self.eigenvalues[keep], self.spectrum, self.input_shape, self.model,
+                              self.fingerprint, dict(self.settings, part=sign), self.num_points, self.hvp_count,
+                              self.seconds, self.converged, self.labels, self.boundary_labels, self.path)
+
     def summary(self) -> dict:
         return {"model": self.model, "m": self.m, "d": self.dim, "eigenvalues": [float(v) for v in self.eigenvalues],
                 "positive": int((self.eigenvalues > 0).sum()), "negative": int((self.eigenvalues < 0).sum()),

@@ -116,6 +116,21 @@ def test_calibration_sign_threshold_and_fpr(smooth):
         calibrate_detector(clf, S, x, fpr=1.5)
 
 
+def test_calibration_on_one_sign_of_S(smooth):
+    clf = smooth
+    x = torch.rand(30, *clf.input_shape, generator=torch.Generator().manual_seed(10), dtype=DTYPE)
+    basis = _orthonormal(clf.dim, 4, seed=11)
+    S = CurvedSubspace(basis, np.array([0.3, -0.2, 0.1, -0.05]), np.zeros(4), clf.input_shape, clf.name, "",
+                       {"estimator": "exact", "step": None}, 0, 0, 0.0, True)
+    det = calibrate_detector(clf, S, x, fpr=0.1, directions="negative")
+    assert det.m == 2 and det.directions == "negative"
+    assert torch.allclose(det.basis, basis[:, [1, 3]])
+    rho, _ = asymmetry_scores(clf, x, basis[:, [1, 3]], estimator="exact")
+    np.testing.assert_allclose(det.detect(clf, x).rho, rho.numpy())
+    with pytest.raises(GeometryError, match="directions"):
+        calibrate_detector(clf, S, x, directions="up")
+
+
 def test_detector_save_load(smooth, tmp_path):
     clf = smooth
     x = torch.rand(20, *clf.input_shape, generator=torch.Generator().manual_seed(8), dtype=DTYPE)
@@ -123,6 +138,7 @@ def test_detector_save_load(smooth, tmp_path):
     det.save(tmp_path / "d.npz")
     back = Detector.load(tmp_path / "d.npz")
     assert back.sign == det.sign and back.threshold == det.threshold and back.estimator == det.estimator
+    np.testing.assert_allclose(back.calibration_scores, det.calibration_scores)
     np.testing.assert_allclose(back.detect(clf, x).score, det.detect(clf, x).score)
 
 

@@ -153,3 +153,13 @@ def test_subspace_cli_json(tmp_path, capsys):
         assert f["basis"].shape == (64, 4) and f["images"].shape == (4, 1, 8, 8)
     rc = main(["subspace", "--model", "digits_mlp", "--m", "64", "--cache-dir", str(tmp_path)])
     assert rc == 2 and "m (the dimension of S)" in capsys.readouterr().err
+
+
+def test_parts_of_S_by_sign():
+    clf, w, U, R = _known_quadratic()
+    S = curved_subspace(clf, _images(R, 4, 3, np.random.default_rng(4)), m=2, estimator="exact", lanczos_tol=1e-10)
+    pos, neg = S.part("positive"), S.part("negative")
+    assert pos.m == neg.m == 1 and pos.eigenvalues[0] > 0 > neg.eigenvalues[0]
+    assert np.max(subspace_angles(neg.basis.numpy(), U[:, 1:2])) < 1e-6
+    with pytest.raises(GeometryError, match="no negatively curved"):
+        pos.part("negative")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..detection import ATTACKS, DEFAULT_FPR, attack_batch, model_detector
+from ..detection import ATTACKS, DEFAULT_FPR, DIRECTION_SETS, attack_batch, model_detector
 from ..errors import GeometryError
 from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args
 from .subspace import add_subspace_arguments, cache_arg, stderr_progress, subspace_from_args
@@ -18,6 +18,9 @@ def add_detector_arguments(p) -> None:
                    help=f"target false-positive rate on clean held-out images (default {DEFAULT_FPR})")
     g.add_argument("--calibration-images", type=int, default=200,
                    help="clean held-out images used to calibrate the sign and the threshold (default 200)")
+    g.add_argument("--directions", choices=DIRECTION_SETS, default="all",
+                   help="average over all of S (the definition, default) or only its positively / negatively "
+                        "curved directions")
 
 
 def add_arguments(p):
@@ -43,7 +46,7 @@ def run(args) -> dict:
     if progress:
         progress(0.0, f"calibrating the detector on {args.calibration_images} clean held-out images")
     det = model_detector(clf, S, fpr=args.fpr, images=args.calibration_images, seed=args.seed,
-                         cache=cache_arg(args), recompute=args.recompute)
+                         directions=args.directions, cache=cache_arg(args), recompute=args.recompute)
     x = clf.as_batch(img.tensor)
     clean_label = int(clf.predict(x)[0])
     eps = None
@@ -62,7 +65,7 @@ def run(args) -> dict:
                 "recovered_class_name": clf.class_names[out["recovered_label"]], "clean_label": clean_label,
                 "true_label": img.label, "attack": args.attack, "attack_size": args.size if args.attack != "none"
                 else None, "eps": eps, "perturbation_norm": float((x - clf.as_batch(img.tensor)).norm()),
-                "sign": det.sign, "fpr": det.fpr, "m": det.m, "estimator": det.estimator, "step": det.step,
+                "sign": det.sign, "fpr": det.fpr, "m": det.m, "directions": det.directions, "estimator": det.estimator, "step": det.step,
                 "calibration": det.calibration, "subspace_path": S.path, "detector_path": det.path})
     return out
 
