@@ -98,9 +98,14 @@ def test_curvature_fd_on_relu_and_torchscript_file(image_file, tmp_path):
     torch.jit.save(torch.jit.trace(relu.module, torch.rand(1, 1, 28, 28)), str(path))
     args = ("--model", str(path), "--input-shape", "1,28,28", "--classes", CLASSES, "--pixel-range", "0,1",
             "--image", str(image_file), "--json")
-    fd = json.loads(run_cli("curvature", *args, "--estimator", "fd", "--k", "2", "--max-iter", "40").stdout)
+    fd = json.loads(run_cli("curvature", *args, "--estimator", "fd", "--k", "2", "--max-iter", "40",
+                            "--lanczos").stdout)
     assert fd["estimator"] == "fd" and fd["step"] == pytest.approx(10 * 28 / 512)
     assert fd["label"] == 3 and max(abs(c) for c in fd["curvatures"]) > 1e-2 and fd["hvp_count"] <= 40
+    # by default (d = 784 <= 1024) fd takes the dense symmetrised spectrum: d - 1 curvatures, converged
+    full = json.loads(run_cli("curvature", *args, "--estimator", "fd").stdout)
+    assert len(full["curvatures"]) == 783 and full["hvp_count"] == 784 and full["converged"]
+    assert full["curvatures"] == sorted(full["curvatures"], reverse=True)
     df = json.loads(run_cli("deepfool", *args, subprocess_run=True).stdout)  # once as a real process
     assert df["label"] == 3 and df["converged"]
 

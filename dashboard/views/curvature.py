@@ -14,7 +14,7 @@ from dashboard.figures.curvature import direction_figures, estimator_label, prof
 from dashboard.state import current_image, current_model, model_key
 from dashboard.ui import export_buttons, guarded
 from geometry.boundary import boundary_point
-from geometry.curvature import AUTO_FULL_MAX_DIM, SIGN_CONVENTION, curvature_profile, principal_curvatures
+from geometry.curvature import SIGN_CONVENTION, auto_full, curvature_profile, principal_curvatures
 from geometry.lanczos import FULL_SPECTRUM_MAX_DIM
 from geometry.operators import default_step
 
@@ -95,9 +95,10 @@ estimator = _auto_estimator(clf) if choice == "auto" else choice
 step = float(st.session_state.curv_step)
 k = int(st.session_state.curv_k)
 full = bool(st.session_state.curv_full) and d <= FULL_SPECTRUM_MAX_DIM
-full = True if d <= AUTO_FULL_MAX_DIM else full
 target = None if st.session_state.curv_target == "nearest" else int(st.session_state.curv_target.split(":")[0])
 estimators = [estimator] + ([e for e in ("exact", "fd") if e != estimator] if st.session_state.curv_compare else [])
+# one method for every estimator so the overlaid spectra are comparable index by index
+full = full or any(auto_full(d, e) for e in estimators)
 
 results = {}
 boundary = None

@@ -19,7 +19,11 @@ def add_arguments(p):
     p.add_argument("--step", type=float, default=None,
                    help="finite-difference step h in pixels (default c*sqrt(d)*pixel_span/512, c=10)")
     p.add_argument("--k", type=int, default=10, help="curvatures per end of the spectrum (Lanczos; default 10)")
-    p.add_argument("--full", action="store_true", help="every curvature (d-1 values; d <= 4096)")
+    method = p.add_mutually_exclusive_group()
+    method.add_argument("--full", action="store_true", help="every curvature (d-1 values; d <= 4096)")
+    method.add_argument("--lanczos", action="store_true",
+                        help="only the k most positive and k most negative curvatures, by Lanczos (default when d > "
+                             "256, or d > 1024 for --estimator fd; smaller d gets the full spectrum)")
     add_target_argument(p)
     p.add_argument("--tol", type=float, default=1e-6, help="Lanczos relative residual tolerance (default 1e-6)")
     p.add_argument("--max-iter", type=int, default=None, help="Lanczos product budget (default max(200, 30k))")
@@ -35,7 +39,7 @@ def run(args) -> dict:
     target = parse_target(args.target, clf)
     b = boundary_point(clf, img.tensor, target=target)
     res = principal_curvatures(clf, img.tensor, estimator=args.estimator, step=args.step, k=args.k, boundary=b,
-                               target=target, full=True if args.full else None, tol=args.tol,
+                               target=target, full=True if args.full else (False if args.lanczos else None), tol=args.tol,
                                max_iter=args.max_iter, seed=args.seed)
     out = {"model": clf.name, **res.summary(), "class_name": clf.class_names[res.label],
            "boundary_class_name": clf.class_names[res.boundary_label], "target": target}
