@@ -628,8 +628,8 @@ def connecting_paths(clf: Classifier, x1, x2, *, max_anchors: int = DEFAULT_MAX_
     P = x1.shape[0]
     mode, bound = resolve_verification(clf, verification)
     cclf, counter = _counted(clf)
-    l1 = cclf.predict(x1)
-    l2 = cclf.predict(x2)
+    l12 = cclf.predict(torch.cat([x1, x2]))
+    l1, l2 = l12[:P], l12[P:]
     labels = l1 if label is None else torch.as_tensor(label, device=x1.device).reshape(-1).expand(P).long()
     for p in range(P):
         for name, lab in (("x1", l1[p]), ("x2", l2[p])):
