@@ -498,8 +498,8 @@ class ConnectingPath:
         s = np.linspace(0.0, 1.0, n)
         k = np.clip(np.searchsorted(pos, s, side="right") - 1, 0, len(pos) - 2)
         span = np.maximum(pos[k + 1] - pos[k], 1e-300)
-        w = torch.as_tensor((s - pos[k]) / span, dtype=P.dtype).reshape(-1, *([1] * (P.dim() - 1)))
-        kk = torch.as_tensor(k)
+        w = torch.as_tensor((s - pos[k]) / span, dtype=P.dtype, device=P.device).reshape(-1, *([1] * (P.dim() - 1)))
+        kk = torch.as_tensor(k, device=P.device)
         return s, P[kk] + w * (P[kk + 1] - P[kk])
 
     def to_dict(self) -> dict:
@@ -921,8 +921,8 @@ def gallery_pairs(clf: Classifier, n: int, *, kind: str = "natural", seed: int =
             src = int(rng.choice(np.flatnonzero(ok & (y == c2))))
             b_idx.append(src)
             desc.append(f"{c}#{gi} -> adversarial({c2}#{int(np.flatnonzero(rank[c2] == src)[0])} pushed into {c})")
-    x1 = x[torch.as_tensor(a_idx)]
-    x2 = x[torch.as_tensor(b_idx)]
+    x1 = x[torch.as_tensor(a_idx, device=x.device)]
+    x2 = x[torch.as_tensor(b_idx, device=x.device)]
     lab = torch.as_tensor(labels)
     if kind == "adversarial":
         # one batched targeted DeepFool for all sources (as adversarial_endpoint does for one)
@@ -934,7 +934,7 @@ def gallery_pairs(clf: Classifier, n: int, *, kind: str = "natural", seed: int =
         bad = (clf.predict(x2) != tg).cpu() | ~df.converged.cpu()
         if bool(bad.any()):
             keep = ~bad
-            x1, x2, lab = x1[keep], x2[keep], lab[keep]
+            x1, x2, lab = x1[keep.to(x1.device)], x2[keep.to(x2.device)], lab[keep]
             desc = [d for d, k in zip(desc, keep.tolist()) if k]
     return PairSet(x1.detach(), x2.detach(), lab, desc, kind)
 
