@@ -158,28 +158,6 @@ for label in choices:
     spec = PLANES[label].format(ref1=ref1, ref2=ref2)
     specs.append(spec)
 
-results: dict[str, tuple] = {}
-progress = st.progress(0.0, text="Preparing the planes…")
-t0 = time.perf_counter()
-steps = 2 * len(SIDES)
-done = 0
-for side, label, spec in zip(SIDES, choices, specs):
-    est = estimator if "curv" in spec else None  # only curved planes depend on it (keeps the cache warm)
-    key_args = (mkey, digest, spec, seed, est, npy_key if spec.startswith("npy") else "")
-    with guarded(f"the {side} cross-section"):
-        if spec.startswith("npy") and dirs is None:
-            results[side] = (label, spec, None, None, key_args)
-            done += 2
-            continue
-        progress.progress(done / steps, text=f"{side.title()} plane: boundary point and directions…")
-        plane = _plane(*key_args, clf, img.tensor, dirs if spec.startswith("npy") else None)
-        done += 1
-        progress.progress(done / steps, text=f"{side.title()} plane: evaluating the grid…")
-        section = _grid(*key_args, extent_choice, resolution, adaptive, clf, plane)
-        done += 1
-        results[side] = (label, spec, plane, section, key_args)
-progress.progress(1.0, text=f"Cross-sections ready ({time.perf_counter() - t0:.1f} s including cached results)")
-
 
 def _caption(section) -> str:
     info = section.plane.info
@@ -210,41 +188,58 @@ def _caption(section) -> str:
     return " ".join(parts)
 
 
+def _render(side: str, label: str, spec: str, section) -> None:
+    fig = section_figure(section, title=f"{spec}  ({clf.name})")
+    if st.session_state.sec_inspect_side == side:
+        import plotly.graph_objects as go
+
+        fig.add_trace(go.Scatter(x=[st.session_state.sec_inspect_a], y=[st.session_state.sec_inspect_b],
+                                 mode="markers", name="inspected point",
+                                 marker=dict(symbol="circle-open", size=16, color="black", line=dict(width=2.5))))
+    event = st.plotly_chart(fig, key=f"sec_fig_{side}", on_select="rerun",
+                            selection_mode=("points", "box", "lasso"), width="stretch")
+    picked = selected_point(event)
+    if picked is not None and st.session_state.get(f"sec_last_pick_{side}") != picked:
+        st.session_state[f"sec_last_pick_{side}"] = picked
+        st.session_state.sec_inspect_side = side
+        st.session_state.sec_inspect_a, st.session_state.sec_inspect_b = picked
+    st.caption(_caption(section))
+    for w in section.plane.info.get("warnings", []):
+        st.warning(w)
+    export_buttons(fig, data=section.arrays(), params=section.summary(),
+                   name=f"section_{spec.replace(',', '_').replace(':', '-')[:60]}", key=f"sec_export_{side}")
+
+
 st.markdown("Hover for the class, the logit margin and the coordinates; click a point (or set a, b below) to see "
             "the image there.")
-cols = st.columns(2)
-for col, side in zip(cols, SIDES):
+results: dict[str, tuple] = {}
+progress = st.progress(0.0, text="Preparing the planes…")
+t0 = time.perf_counter()
+steps = 2 * len(SIDES)
+done = 0
+# each view is drawn as soon as it is ready (the curved one waits for the curvature directions)
+for col, side, label, spec in zip(st.columns(2), SIDES, choices, specs):
+    est = estimator if "curv" in spec else None  # only curved planes depend on it (keeps the cache warm)
+    key_args = (mkey, digest, spec, seed, est, npy_key if spec.startswith("npy") else "")
     with col:
-        if side not in results:
-            continue
-        label, spec, plane, section, key_args = results[side]
         st.subheader(label)
-        if section is None:
+        if spec.startswith("npy") and dirs is None:
+            st.info("Upload the two directions (.npy) under *Plane and grid settings*.")
+            done += 2
             continue
-        with guarded(f"drawing the {side} cross-section"):
-            fig = section_figure(section, title=f"{spec}  ({clf.name})")
-            if st.session_state.sec_inspect_side == side:
-                import plotly.graph_objects as go
-
-                fig.add_trace(go.Scatter(x=[st.session_state.sec_inspect_a], y=[st.session_state.sec_inspect_b],
-                                         mode="markers", name="inspected point",
-                                         marker=dict(symbol="circle-open", size=16, color="black",
-                                                     line=dict(width=2.5))))
-            event = st.plotly_chart(fig, key=f"sec_fig_{side}", on_select="rerun",
-                                    selection_mode=("points", "box", "lasso"), width="stretch")
-            picked = selected_point(event)
-            if picked is not None and st.session_state.get(f"sec_last_pick_{side}") != picked:
-                st.session_state[f"sec_last_pick_{side}"] = picked
-                st.session_state.sec_inspect_side = side
-                st.session_state.sec_inspect_a, st.session_state.sec_inspect_b = picked
-            st.caption(_caption(section))
-            for w in section.plane.info.get("warnings", []):
-                st.warning(w)
-            export_buttons(fig, data=section.arrays(), params=section.summary(),
-                           name=f"section_{spec.replace(',', '_').replace(':', '-')[:60]}", key=f"sec_export_{side}")
+        with guarded(f"the {side} cross-section"):
+            progress.progress(done / steps, text=f"{side.title()} plane: boundary point and directions…")
+            plane = _plane(*key_args, clf, img.tensor, dirs if spec.startswith("npy") else None)
+            done += 1
+            progress.progress(done / steps, text=f"{side.title()} plane: evaluating the grid…")
+            section = _grid(*key_args, extent_choice, resolution, adaptive, clf, plane)
+            done += 1
+            results[side] = (label, spec, plane, section, key_args)
+            _render(side, label, spec, section)
+progress.progress(1.0, text=f"Cross-sections ready ({time.perf_counter() - t0:.1f} s including cached results)")
 
 st.subheader("Inspect a point of a plane")
-ready = [s for s in SIDES if s in results and results[s][3] is not None]
+ready = [s for s in SIDES if s in results]
 if not ready:
     st.info("No cross-section is available to inspect yet.")
 else:
