@@ -93,6 +93,9 @@ def test_every_plane_kind_is_orthonormal_and_contains_its_points(sphere, tmp_pat
         assert (x0_mark.a, x0_mark.b, x0_mark.offset) == pytest.approx((a, b, off), abs=1e-12)
         if plane.info["anchor"] == "image":
             assert torch.allclose(plane.origin, x0) and off < 1e-12
+        # the default extent contains every marked point
+        ext = default_extent(plane)
+        assert all(max(abs(p.a), abs(p.b)) <= ext / 1.25 + 1e-9 for p in plane.points)
         # the images named by the plane lie in it, at their coordinates
         for name in ("one", "two"):
             if f"image {name}" in [p.name for p in plane.points]:
@@ -142,6 +145,21 @@ def test_curved_plane_of_a_sphere_is_its_great_circle(sphere):
         assert np.array_equal(dense.labels, sec.labels)
     assert any("no positive curvature" in w for w in
                cross_section(clf, x0, "normal,curv+", estimator="exact", resolution=9).plane.info["warnings"])
+
+
+def test_random_plane_extent_comes_from_the_in_plane_boundary(sphere):
+    """A random plane through x0 cuts the ball in a disk of radius sqrt(R^2 - h^2) around the projection of
+    the centre; the ray scan finds the nearest crossing to within its radius spacing (12 %)."""
+    clf, c = sphere
+    x0 = c + torch.tensor([0.3, 0.1, -0.2, 0.0, 0.1, 0.0, 0.2, 0.0], dtype=torch.float64)
+    plane = make_plane(clf, x0, "random,random", seed=3)
+    ac, bc, h = plane.coords(c)
+    truth = np.sqrt(4.0 - h * h) - np.hypot(ac, bc)
+    found = plane.info["in_plane_boundary_distance"]
+    assert truth <= found <= truth * 1.13
+    assert default_extent(plane) == pytest.approx(2.5 * found)
+    sec = section_on_plane(clf, plane, resolution=33)
+    assert sec.classes_present() == [0, 1]
 
 
 def test_planes_are_reproducible_from_the_seed():
@@ -317,6 +335,8 @@ def test_adaptive_equals_dense_on_bundled_models():
     assert ada.evaluations < dense.evaluations / 3
     z = [p for p in plane.points if p.kind == "boundary"][0]
     assert max(abs(z.a), abs(z.b)) < ada.extent == pytest.approx(default_extent(plane))
+    rand = cross_section(gelu, x, "random,random", resolution=33)  # scanned extent shows the boundary too
+    assert len(rand.classes_present()) >= 2
     relu = zoo("mnist_lenet_relu")
     assert default_estimator(relu) == "fd" and default_estimator(gelu) == "exact"
     x = gallery_image(relu, 7, 0).tensor
