@@ -84,3 +84,24 @@ def test_shell_loads_predicts_and_switches_model(page):
     page.locator(".js-plotly-plot .barlayer").first.wait_for()
     assert page.locator("text=Traceback").count() == 0
     page.screenshot(path=str(SHOTS / "overview_relu.png"), full_page=True)
+
+
+PAGES = [  # (navigation link, heading, text that appears once the page's analysis has been computed)
+    ("Curvature", "Principal curvatures of the decision boundary", "Boundary between"),
+    ("Cross-sections", "Cross-sections of the decision boundary", None),
+    ("Paths", "Connecting paths inside a classification region", "Verified path"),
+    ("Vulnerability", "Curvature and vulnerability", None),
+]
+
+
+@pytest.mark.parametrize("link,heading,done", PAGES, ids=[p[0] for p in PAGES])
+def test_analysis_page_renders(page, link, heading, done):
+    page.get_by_role("link", name=link).first.click()
+    page.get_by_role("heading", name=heading).first.wait_for(timeout=240_000)
+    if done:
+        page.get_by_text(done).first.wait_for(timeout=240_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=240_000)
+    page.wait_for_timeout(1000)
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator("text=Traceback").count() == 0
+    page.screenshot(path=str(SHOTS / f"{link.lower()}.png"), full_page=True)
