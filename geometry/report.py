@@ -160,7 +160,8 @@ class _Plot:
         y = self.t + 8
         if self.legend:
             w = 34 + 6.2 * max(len(n) for n, _, _ in self.legend)
-            self.parts.append(f'<rect x="{self.l + 4}" y="{self.t + 1}" width="{w:.0f}" height="{15 * len(self.legend) + 4}" '
+            h = 15 * len(self.legend) + 4
+            self.parts.append(f'<rect x="{self.l + 4}" y="{self.t + 1}" width="{w:.0f}" height="{h}" '
                               f'fill="white" fill-opacity="0.85" stroke="#ccc"/>')
         for name, color, dash in self.legend:
             x = self.l + 10
@@ -397,8 +398,8 @@ def run_reproduction(clf: Classifier, *, subspace_images: int = 100, m: int = 20
     arrays["ratios"], arrays["random_ratios"] = vul.concentration.ratios, vul.concentration.random
     timings["vulnerability"] = time.perf_counter() - t
 
-    # --- 5. detector: all of S (the definition) and, on the same attacked images, its positively and
-    # negatively curved parts (exploratory variants, reported as such)
+    # --- 5. detector: S (the definition) and, on the same attacked images, the m most positively and the
+    # m most negatively curved directions of the same average operator (exploratory variants, reported as such)
     progress(0.6, f"calibrating the detector on {calibration_images} clean held-out images")
     t = time.perf_counter()
     detectors = {}
@@ -409,13 +410,13 @@ def run_reproduction(clf: Classifier, *, subspace_images: int = 100, m: int = 20
         except GeometryError as exc:
             if part == "all":
                 raise
-            notes.append(f"Detector on the {part} part of S: {exc}")
+            notes.append(f"Detector on the {part}ly curved directions: {exc}")
     xe, ye = dataset_images(clf, calibration_images + evaluation_images, split="held_out", seed=seed)
     xe, ye = xe[calibration_images:], ye[calibration_images:]
     evs = evaluate_detectors(clf, detectors, xe, ye, attacks=attacks, sizes=sizes, seed=seed,
                              progress=stage(0.62, 0.99))
     numbers["detector"] = evs["all"].to_dict()
-    numbers["detector_parts"] = {part: ev.to_dict() for part, ev in evs.items() if part != "all"}
+    numbers["detector_variants"] = {part: ev.to_dict() for part, ev in evs.items() if part != "all"}
     arrays["detector"] = evs["all"]
     timings["detector"] = time.perf_counter() - t
 
@@ -439,18 +440,21 @@ def verdicts(numbers: dict) -> dict:
     c = numbers.get("concentration")
     if c and c.get("mean") is not None:
         gain = c["gain"]
+        how = "concentrate" if gain >= 2 else "concentrate only weakly" if gain > 1.2 else "do not concentrate"
         out["concentration"] = (
-            f"DeepFool perturbations {'concentrate' if gain >= 2 else 'concentrate only weakly' if gain > 1.2 else 'do not concentrate'}"
+            f"DeepFool perturbations {how}"
             f" in S: mean |P_S r|/|r| = {c['mean']:.3f} against {c['random_mean']:.3f} for random {c['m']}-dimensional "
             f"subspaces (sqrt(m/d) = {c['expected']:.3f}), {gain:.1f} times the baseline.")
     f = numbers.get("fooling")
     if f:
         es, ew = f.get("eps_50_subspace"), f.get("eps_50_whole")
+        ref = f.get("reference_norm") or float("nan")
         if es is not None and ew is not None:
-            out["fooling"] = (f"Random noise in S fools half of the draws from norm {es:.3g}; noise in the whole space "
-                              f"needs norm {ew:.3g} ({ew / es:.1f} times larger).")
+            out["fooling"] = (f"Random noise in S fools half of the draws at norm {es:.3g} ({es / ref:.1f} times the "
+                              f"median DeepFool norm {ref:.3g}); noise in the whole space needs norm {ew:.3g}, "
+                              f"{ew / es:.1f} times larger (50% crossings interpolated in log eps).")
         elif es is not None:
-            out["fooling"] = (f"Random noise in S fools half of the draws from norm {es:.3g}; noise in the whole space "
+            out["fooling"] = (f"Random noise in S fools half of the draws at norm {es:.3g}; noise in the whole space "
                               f"never reaches 50% within the tested norms (up to {max(f['eps']):.3g}, fooling rate "
                               f"{f['whole'][-1]:.2f}).")
         else:
@@ -473,7 +477,7 @@ def verdicts(numbers: dict) -> dict:
                                f"{d['clean_fpr']:.3f} for a target of {d['detector']['fpr']:g}; label recovery on "
                                f"detected images {np.mean(rec):.2f} on average." if rec else
                                f"The detector {quality} here: mean AUC {mean_auc:.2f}; no attacked image was detected.")
-    parts = numbers.get("detector_parts") or {}
+    parts = numbers.get("detector_variants") or {}
     if parts and d:
         bits = []
         for part, pd in parts.items():
@@ -482,11 +486,12 @@ def verdicts(numbers: dict) -> dict:
                 bits.append(f"S{'+' if part == 'positive' else '-'} ({pd['detector']['m']} directions): mean AUC "
                             f"{np.mean(aucs):.2f}")
         if bits:
-            out["detector_parts"] = ("Exploratory variant, the same score on one sign of S only: " + "; ".join(bits)
-                                     + ".")
+            out["detector_variants"] = ("Exploratory variant, the same score on the m most positively (S+) or "
+                                        "negatively (S-) curved directions: " + "; ".join(bits) + ".")
     cv = numbers.get("curvature")
     if cv:
-        out["curvature"] = (f"Principal curvatures at {cv['images']} boundary points ({cv['estimator']}): median largest "
+        out["curvature"] = (f"Principal curvatures at {cv['images']} boundary points ({cv['estimator']}): "
+                            "median largest "
                             f"{cv['median_largest']:.3g}, median most negative {cv['median_most_negative']:.3g}; mean "
                             f"|top {cv['k_per_end']}| / |bottom {cv['k_per_end']}| = "
                             f"{cv['asymmetry_top_over_bottom']:.2f} (above 1: more strongly positive, the paper's "
@@ -515,14 +520,15 @@ def summary_row(numbers: dict, settings: dict) -> dict:
     aucs = {f"{r['attack']} x{r['size']:g}": r["auc"] for r in d.get("rows", [])}
     recs = [r["recovery_detected"] for r in d.get("rows", []) if r["recovery_detected"] is not None]
     part_auc = {}
-    for part, pd in (numbers.get("detector_parts") or {}).items():
-        aucs = [r["auc"] for r in pd["rows"] if r["auc"] is not None]
-        part_auc[part] = float(np.mean(aucs)) if aucs else None
+    for part, pd in (numbers.get("detector_variants") or {}).items():
+        vals = [r["auc"] for r in pd["rows"] if r["auc"] is not None]
+        part_auc[part] = float(np.mean(vals)) if vals else None
     all_aucs = [r["auc"] for r in d.get("rows", []) if r["auc"] is not None]
     return {"model": settings["model"], "estimator": settings["estimator"], "m": settings["m"], "d": settings["d"],
             "auc_mean": float(np.mean(all_aucs)) if all_aucs else None, "auc_mean_parts": part_auc,
             "ratio_mean": c.get("mean"), "random_mean": c.get("random_mean"), "sqrt_m_d": c.get("expected"),
             "eps50_S": f.get("eps_50_subspace"), "eps50_whole": f.get("eps_50_whole"),
+            "eps50_ratio": f.get("eps_50_ratio"), "reference_norm": f.get("reference_norm"),
             "auc": aucs, "recovery_detected_mean": float(np.mean(recs)) if recs else None,
             "clean_fpr": d.get("clean_fpr")}
 
@@ -603,7 +609,7 @@ def _markdown(rep: Reproduction, fig_refs: dict[str, str]) -> str:
          f"`{rep.model}` ({s.get('architecture')}, {s.get('activation')}, held-out accuracy "
          f"{s.get('held_out_accuracy')}), d = {s['d']}, computed on {s['device']} in {rep.seconds:.0f} s. "
          f"Generated by `python -m geometry reproduce --model {rep.model}`.", "", "## Findings", ""]
-    for key in ("curvature", "concentration", "fooling", "detector", "detector_parts"):
+    for key in ("curvature", "concentration", "fooling", "detector", "detector_variants"):
         if key in v:
             L.append(f"- {v[key]}")
     L.append("")
@@ -639,7 +645,8 @@ def _markdown(rep: Reproduction, fig_refs: dict[str, str]) -> str:
     L += ["## 3. The shared curved subspace S", "",
           f"S: m = {ss['m']} directions (both signs; {ss['positive']} positive, {ss['negative']} negative) from "
           f"{ss['num_points']} boundary points of training images, {ss['hvp_count']} Hessian-vector products, "
-          f"{ss['seconds']:.1f} s, Lanczos {'converged' if ss['converged'] else 'stopped at its budget (not converged)'}.",
+          f"{ss['seconds']:.1f} s, Lanczos "
+          + ("converged." if ss["converged"] else "stopped at its budget (not converged)."),
           "", "Average curvature along the directions of S: "
           + ", ".join(f"{e:+.3g}" for e in ss["eigenvalues"]), ""]
     fig("subspace_directions")
@@ -653,8 +660,14 @@ def _markdown(rep: Reproduction, fig_refs: dict[str, str]) -> str:
     fig("concentration")
     f = n["fooling"]
     L += ["### Random noise in S fools more often?", "",
-          _table(["eps (L2)"] + [f"{e:.3g}" for e in f["eps"]],
-                 [["in S"] + list(f["subspace"]), ["whole space"] + list(f["whole"])]), ""]
+          _table(["noise norm eps (L2)", "eps / median DeepFool norm", "fooling rate in S",
+                  "fooling rate in the whole space"],
+                 [[e, e / f["reference_norm"] if f.get("reference_norm") else None, a, b]
+                  for e, a, b in zip(f["eps"], f["subspace"], f["whole"])]), "",
+          f"50% fooling (interpolated in log eps): in S at eps = "
+          + (f"{f['eps_50_subspace']:.3g}" if f.get("eps_50_subspace") else "not reached")
+          + ", in the whole space at eps = " + (f"{f['eps_50_whole']:.3g}" if f.get("eps_50_whole") else "not reached")
+          + (f" (ratio {f['eps_50_ratio']:.2f})." if f.get("eps_50_ratio") else "."), ""]
     fig("fooling")
     d = n["detector"]
     det = d["detector"]
@@ -674,20 +687,22 @@ def _markdown(rep: Reproduction, fig_refs: dict[str, str]) -> str:
                    r["detection_rate"], r["recovery_detected"], r["recovery_all"]] for r in d["rows"]]), ""]
     fig("detector_roc")
     fig("detector_scores")
-    parts = n.get("detector_parts") or {}
+    parts = n.get("detector_variants") or {}
     if parts:
-        L += ["### Variant (exploratory): only the positively or negatively curved directions of S", "",
-              "The same score restricted to the directions of S whose average curvature is positive (S+) or "
-              "negative (S-), calibrated the same way on the same clean images and scored on the same attacked "
-              "images. This is not part of the definition; it shows where the signal lives.", ""]
+        L += ["### Variant (exploratory): one sign of curvature only", "",
+              "The same score averaged over the m most positively curved (S+) or the m most negatively curved (S-) "
+              "eigenvectors of the same average curvature operator (same Lanczos run), calibrated the same way on "
+              "the same clean images and scored on the same attacked images. This is not the definition (S keeps "
+              "the m largest |curvatures| of both signs); it was added after seeing that the signal depends on the "
+              "sign, and it shows where the signal lives.", ""]
         hdr = ["directions", "m", "sign", "clean FPR"] + [f"AUC {r['attack']} x{r['size']:g}" for r in d["rows"]]
-        trs = [["all of S", det["m"], det["sign"], d["clean_fpr"]] + [r["auc"] for r in d["rows"]]]
+        trs = [["S (definition)", det["m"], det["sign"], d["clean_fpr"]] + [r["auc"] for r in d["rows"]]]
         for part, pd in parts.items():
             trs.append([f"S{'+' if part == 'positive' else '-'} ({part})", pd["detector"]["m"], pd["detector"]["sign"],
                         pd["clean_fpr"]] + [r["auc"] for r in pd["rows"]])
         L += [_table(hdr, trs), ""]
         hdr2 = ["directions"] + [f"detected / recovered {r['attack']} x{r['size']:g}" for r in d["rows"]]
-        trs2 = [["all of S"] + [_pair(r) for r in d["rows"]]]
+        trs2 = [["S (definition)"] + [_pair(r) for r in d["rows"]]]
         for part, pd in parts.items():
             trs2.append([f"S{'+' if part == 'positive' else '-'}"] + [_pair(r) for r in pd["rows"]])
         L += [_table(hdr2, trs2), "", "*detected: fraction of successful attacks flagged at the target FPR; "
@@ -730,7 +745,8 @@ def write_report(rep: Reproduction, out_dir: str | Path, formats=("md", "html"))
                 "</title><style>body{font-family:sans-serif;max-width:980px;margin:2em auto;padding:0 1em;"
                 "line-height:1.45}table{border-collapse:collapse;margin:0.6em 0;font-size:0.9em}td,th{border:1px "
                 "solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}figure{margin:0.6em 0}"
-                "code{background:#f4f4f4;padding:0 3px}img,svg{max-width:100%;height:auto}</style></head><body>" + body + "</body></html>")
+                "code{background:#f4f4f4;padding:0 3px}img,svg{max-width:100%;height:auto}</style></head><body>"
+                + body + "</body></html>")
         (out / "report.html").write_text(page)
         written["html"] = str(out / "report.html")
     numbers = {"model": rep.model, "numbers": rep.numbers, "settings": rep.settings, "notes": rep.notes,

@@ -57,7 +57,7 @@ DEFAULT_M = 20
 SIGNS = ("both", "positive", "negative")
 ESTIMATORS = ("auto", "exact", "fd")
 CACHE_ENV = "BOUNDARY_GEOMETRY_CACHE"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def _noop(frac: float, msg: str) -> None:  # default progress callback
@@ -151,11 +151,12 @@ class AverageCurvatureOperator(Operator):
     ``k`` (near-side class, the image's label) and ``j`` (far-side class) are ``(N,)``.
     Each product ``A V`` (V ``(d, n)``) is one batched pass over the N points (in
     chunks of ``batch_size``): with ``"exact"`` a backward pass through a retained
-    graph of every point's gradient (built once), with ``"fd"`` ``operators.batched_hvp``.
+    graph of every point's gradient (built once; ``engine="batched_hvp"`` uses
+    ``operators.batched_hvp`` instead, for comparison), with ``"fd"`` ``operators.batched_hvp``.
     ``hvp_count`` counts per-point Hessian-vector products (N per column)."""
 
     def __init__(self, clf: Classifier, z, k, j, estimator: str = "exact", step: float | None = None,
-                 batch_size: int = 256):
+                 batch_size: int = 256, engine: str = "cached"):
         z = clf.as_batch(z).detach()
         super().__init__(clf.dim, clf.dtype, clf.device)
         self.clf, self.z = clf, z
@@ -168,6 +169,9 @@ class AverageCurvatureOperator(Operator):
         self.estimator = resolve_estimator(clf, estimator)
         self.step = resolve_step(clf, self.estimator, step)
         self.batch_size = max(1, int(batch_size))
+        if engine not in ("cached", "batched_hvp"):
+            raise GeometryError(f"engine must be 'cached' or 'batched_hvp', got {engine!r}")
+        self.engine = engine
         g = logit_difference_gradient(clf, z, self.k, self.j).reshape(z.shape[0], -1)
         gn = g.norm(dim=1)
         if not bool(torch.isfinite(gn).all()) or bool((gn <= 0).any()):
@@ -196,6 +200,8 @@ class AverageCurvatureOperator(Operator):
         """Hessian products for points s:e; V ``(b, n, *shape)`` -> ``(b, n, *shape)``."""
         if self.estimator == "fd":
             return batched_hvp(self.clf, self.z[s:e], self.k[s:e], self.j[s:e], V, "fd", self.step)
+        if self.engine == "batched_hvp":
+            return batched_hvp(self.clf, self.z[s:e], self.k[s:e], self.j[s:e], V, "exact")
         try:
             zz, g = self._graph(s, e)
         except RuntimeError:  # a module that refuses create_graph: the contract's batched_hvp
@@ -247,6 +253,8 @@ class CurvedSubspace:
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     boundary_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     path: str | None = None
+    ritz_vectors: torch.Tensor | None = None  # every eigenpair the solver returned (both ends), for with_signs()
+    ritz_values: np.ndarray | None = None
 
     @property
     def m(self) -> int:
@@ -281,18 +289,21 @@ class CurvedSubspace:
         ratio = self.project(r).norm(dim=1) / nr
         return torch.where(nr > 0, ratio, torch.full_like(ratio, float("nan")))
 
-    def part(self, sign: str) -> "CurvedSubspace":
-        """The directions of S with ``"positive"`` or ``"negative"`` average curvature (a smaller S)."""
-        if sign not in ("positive", "negative"):
-            raise GeometryError(f"part must be 'positive' or 'negative', got {sign!r}")
-        keep = np.flatnonzero(self.eigenvalues > 0 if sign == "positive" else self.eigenvalues < 0)
-        if len(keep) == 0:
-            raise GeometryError(f"S has no {sign}ly curved direction; use all of S or compute S with more "
-                                "directions (larger m)")
-        idx = torch.as_tensor(keep)
-        return CurvedSubspace(self.basis[:, idx], self.eigenvalues[keep], self.spectrum, self.input_shape, self.model,
-                              self.fingerprint, dict(self.settings, part=sign), self.num_points, self.hvp_count,
-                              self.seconds, self.converged, self.labels, self.boundary_labels, self.path)
+    def with_signs(self, signs: str) -> "CurvedSubspace":
+        """S re-selected from the same solver run: the (up to) m most ``"positive"``ly or ``"negative"``ly
+        curved directions, or ``"both"`` (the m largest |curvature|). Without the solver's eigenpairs
+        (hand-made S) the pool is S's own directions."""
+        if signs not in SIGNS:
+            raise GeometryError(f"signs must be one of {', '.join(SIGNS)}, got {signs!r}")
+        if self.ritz_vectors is not None and self.ritz_values is not None:
+            vals, vecs = np.asarray(self.ritz_values), self.ritz_vectors
+        else:
+            vals, vecs = np.asarray(self.eigenvalues), self.basis
+        basis, picked = _select(vals, vecs, self.m, signs)
+        return CurvedSubspace(basis.to(self.basis.dtype), picked, self.spectrum, self.input_shape, self.model,
+                              self.fingerprint, dict(self.settings, signs=signs, m=int(basis.shape[1])),
+                              self.num_points, self.hvp_count, self.seconds, self.converged, self.labels,
+                              self.boundary_labels, self.path, self.ritz_vectors, self.ritz_values)
 
     def summary(self) -> dict:
         return {"model": self.model, "m": self.m, "d": self.dim, "eigenvalues": [float(v) for v in self.eigenvalues],
@@ -311,6 +322,10 @@ class CurvedSubspace:
         tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
         np.savez_compressed(tmp, basis=self.basis.detach().cpu().double().numpy(), eigenvalues=self.eigenvalues,
                             spectrum=self.spectrum, labels=self.labels, boundary_labels=self.boundary_labels,
+                            ritz_vectors=(self.ritz_vectors.detach().cpu().double().numpy()
+                                          if self.ritz_vectors is not None else np.zeros((self.dim, 0))),
+                            ritz_values=(np.asarray(self.ritz_values, dtype=np.float64)
+                                         if self.ritz_values is not None else np.zeros(0)),
                             meta=np.array(json.dumps(meta)))
         os.replace(tmp, path)  # atomic: a reader never sees half a file
         self.path = str(path)
@@ -325,7 +340,9 @@ class CurvedSubspace:
                 out = cls(torch.from_numpy(f["basis"].copy()), f["eigenvalues"].copy(), f["spectrum"].copy(),
                           tuple(meta["input_shape"]), meta["model"], meta["fingerprint"], meta["settings"],
                           int(meta["num_points"]), int(meta["hvp_count"]), float(meta["seconds"]),
-                          bool(meta["converged"]), f["labels"].copy(), f["boundary_labels"].copy(), str(path))
+                          bool(meta["converged"]), f["labels"].copy(), f["boundary_labels"].copy(), str(path),
+                          torch.from_numpy(f["ritz_vectors"].copy()) if f["ritz_vectors"].shape[1] else None,
+                          f["ritz_values"].copy() if len(f["ritz_values"]) else None)
         except (OSError, KeyError, ValueError) as exc:
             raise GeometryError(f"{path} is not a saved curved subspace ({type(exc).__name__}); delete it and "
                                 "compute S again") from None
@@ -347,6 +364,27 @@ def default_max_iter(m: int, d: int) -> int:
     exactly linear, so its Ritz residuals stall above any tight tolerance; the budget bounds the cost
     (``converged`` says whether the tolerance was met)."""
     return int(min(d, max(40, 5 * m)))
+
+
+def _select(vals: np.ndarray, vecs: torch.Tensor, m: int, signs: str) -> tuple[torch.Tensor, np.ndarray]:
+    """Up to m of the eigenpairs ``(vals, vecs)`` by the rule ``signs`` (see :func:`curved_subspace`); one-signed
+    rules keep only pairs of that sign. Returns (orthonormal basis (d, m'), eigenvalues (m',))."""
+    zero = 1e-9 * float(np.abs(vals).max()) if len(vals) else 0.0  # round-off is no sign
+    if signs == "both":
+        pick = np.argsort(-np.abs(vals), kind="stable")[:m]
+    elif signs == "positive":
+        pick = np.argsort(-vals, kind="stable")
+        pick = pick[vals[pick] > zero][:m]
+    else:
+        pick = np.argsort(vals, kind="stable")
+        pick = pick[vals[pick] < -zero][:m]
+    if len(pick) == 0:
+        raise GeometryError(f"S has no {signs}ly curved direction; use both signs or a larger m")
+    idx = torch.as_tensor(pick.copy())
+    chosen = vecs[:, idx].to(torch.float64)
+    basis, _ = torch.linalg.qr(chosen)  # re-orthonormalise (Ritz vectors are orthonormal up to round-off)
+    basis = basis * torch.sign((basis * chosen).sum(0))  # keep each vector's own sign
+    return basis, vals[pick]
 
 
 def _check_m(m: int, d: int) -> int:
@@ -408,23 +446,18 @@ def curved_subspace(clf: Classifier, x, *, m: int = DEFAULT_M, signs: str = "bot
     op.matvec = counting  # progress per Lanczos step; the solver only sees a matvec
     res = signed_eigs(op, k=n_eig, tol=lanczos_tol, max_iter=max_iter, seed=seed)
     vals = np.asarray(res.values, dtype=np.float64)
-    vecs = res.vectors.to(torch.float64)
-    order = {"both": np.argsort(-np.abs(vals), kind="stable"), "positive": np.argsort(-vals, kind="stable"),
-             "negative": np.argsort(vals, kind="stable")}[signs]
-    pick = order[:m]
-    if len(pick) < m:
+    vecs = res.vectors.to(torch.float64).cpu()
+    if len(vals) < m:
         raise GeometryError(f"the solver returned {len(vals)} eigenpairs, fewer than m = {m}; lower m")
-    basis = vecs[:, torch.as_tensor(pick.copy())]
-    basis, _ = torch.linalg.qr(basis)  # re-orthonormalise (Ritz vectors are orthonormal up to round-off)
-    basis = basis * torch.sign((basis * vecs[:, torch.as_tensor(pick.copy())]).sum(0))  # keep each vector's sign
+    basis, picked = _select(vals, vecs, m, signs)
     settings = {"m": m, "signs": signs, "estimator": est, "step": h, "candidates": candidates, "tol": tol,
                 "lanczos_tol": lanczos_tol, "max_iter": max_iter, "seed": seed, "images": int(x.shape[0]),
                 "dropped": int((~ok).sum())}
     progress(1.0, "done")
-    return CurvedSubspace(basis.cpu(), vals[pick], np.sort(vals)[::-1], clf.input_shape, clf.name,
+    return CurvedSubspace(basis, picked, np.sort(vals)[::-1], clf.input_shape, clf.name,
                           model_fingerprint(clf), settings, int(ok.sum()), int(op.hvp_count),
                           time.perf_counter() - t0, bool(np.all(res.converged)),
-                          k.cpu().numpy(), j.cpu().numpy())
+                          k.cpu().numpy(), j.cpu().numpy(), None, vecs, vals)
 
 
 def subspace_settings(clf: Classifier, *, images: int = DEFAULT_IMAGES, m: int = DEFAULT_M, signs: str = "both",
@@ -454,8 +487,11 @@ def model_subspace(clf: Classifier, *, images: int = DEFAULT_IMAGES, m: int = DE
                                  candidates=candidates, split=split)
     path = None if cache is False else subspace_path(clf, settings, cache)
     if path is not None and path.exists() and not recompute:
-        S = CurvedSubspace.load(path)
-        if S.fingerprint == model_fingerprint(clf):
+        try:
+            S = CurvedSubspace.load(path)
+        except GeometryError:  # another version or a damaged file: compute again and overwrite it
+            S = None
+        if S is not None and S.fingerprint == model_fingerprint(clf):
             if progress:
                 progress(1.0, f"loaded S from {path}")
             return S

@@ -4,6 +4,7 @@ curved subspace (principal angles), the choice of signs, the cache, and the ``su
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,11 +156,36 @@ def test_subspace_cli_json(tmp_path, capsys):
     assert rc == 2 and "m (the dimension of S)" in capsys.readouterr().err
 
 
-def test_parts_of_S_by_sign():
+def test_reselecting_S_by_sign():
     clf, w, U, R = _known_quadratic()
     S = curved_subspace(clf, _images(R, 4, 3, np.random.default_rng(4)), m=2, estimator="exact", lanczos_tol=1e-10)
-    pos, neg = S.part("positive"), S.part("negative")
-    assert pos.m == neg.m == 1 and pos.eigenvalues[0] > 0 > neg.eigenvalues[0]
+    pos, neg = S.with_signs("positive"), S.with_signs("negative")
+    # positive: curvatures 2 and 0.05 (u_1, u_3); negative: only -1.5 (u_2), the rest of the spectrum is 0
+    assert pos.eigenvalues == pytest.approx([2.0, 0.05], abs=1e-6)
+    assert np.max(subspace_angles(pos.basis.numpy(), U[:, [0, 2]])) < 1e-6
+    assert neg.m == 1 and neg.eigenvalues[0] == pytest.approx(-1.5)
     assert np.max(subspace_angles(neg.basis.numpy(), U[:, 1:2])) < 1e-6
+    assert np.allclose(S.with_signs("both").basis.numpy(), S.basis.numpy())
     with pytest.raises(GeometryError, match="no negatively curved"):
-        pos.part("negative")
+        pos.with_signs("negative") if pos.ritz_vectors is None else \
+            CurvedSubspace(pos.basis, pos.eigenvalues, pos.spectrum, pos.input_shape, "q", "", {}, 0, 0, 0.0,
+                           True).with_signs("negative")
+
+
+def test_stale_cache_file_is_recomputed(tmp_path):
+    clf = tiny_cnn("softplus", side=8, num_classes=10, seed=0)
+    clf.dataset = "digits"
+    S = model_subspace(clf, images=6, m=2, cache=tmp_path)
+    Path(S.path).write_bytes(b"an older or damaged file")
+    S2 = model_subspace(clf, images=6, m=2, cache=tmp_path)
+    assert S2.path == S.path and CurvedSubspace.load(S.path).m == 2
+
+
+def test_batched_hvp_engine_gives_the_same_operator():
+    clf = tiny_cnn("softplus", side=5, num_classes=3, seed=1)
+    x = torch.rand(3, *clf.input_shape, generator=torch.Generator().manual_seed(2), dtype=DTYPE)
+    b = boundary_point(clf, x, clip=False)
+    V = torch.randn(clf.dim, 2, generator=torch.Generator().manual_seed(3), dtype=DTYPE)
+    a = AverageCurvatureOperator(clf, b.point, b.side_label, b.boundary_label, "exact").matvec(V)
+    c = AverageCurvatureOperator(clf, b.point, b.side_label, b.boundary_label, "exact", engine="batched_hvp").matvec(V)
+    assert torch.allclose(a, c, atol=1e-10)

@@ -19,8 +19,8 @@ def add_detector_arguments(p) -> None:
     g.add_argument("--calibration-images", type=int, default=200,
                    help="clean held-out images used to calibrate the sign and the threshold (default 200)")
     g.add_argument("--directions", choices=DIRECTION_SETS, default="all",
-                   help="average over all of S (the definition, default) or only its positively / negatively "
-                        "curved directions")
+                   help="average over S (the definition, default) or, as a variant, over the m most positively / "
+                        "negatively curved directions of the same average operator")
 
 
 def add_arguments(p):
@@ -65,7 +65,8 @@ def run(args) -> dict:
                 "recovered_class_name": clf.class_names[out["recovered_label"]], "clean_label": clean_label,
                 "true_label": img.label, "attack": args.attack, "attack_size": args.size if args.attack != "none"
                 else None, "eps": eps, "perturbation_norm": float((x - clf.as_batch(img.tensor)).norm()),
-                "sign": det.sign, "fpr": det.fpr, "m": det.m, "directions": det.directions, "estimator": det.estimator, "step": det.step,
+                "sign": det.sign, "fpr": det.fpr, "m": det.m, "directions": det.directions,
+                "estimator": det.estimator, "step": det.step,
                 "calibration": det.calibration, "subspace_path": S.path, "detector_path": det.path})
     return out
 
