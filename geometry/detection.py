@@ -389,6 +389,8 @@ class AttackRow:
     detected: int
     recovery_detected: float
     recovery_all: float
+    rho_true: float = float("nan")
+    rho_others: float = float("nan")
 
     @property
     def success_rate(self) -> float:
@@ -402,7 +404,8 @@ class AttackRow:
         out = {"attack": self.attack, "size": self.size, "eps": self.eps, "attacked": self.attacked,
                "succeeded": self.succeeded, "success_rate": _f(self.success_rate), "mean_norm": _f(self.mean_norm),
                "auc": _f(self.auc), "detection_rate": _f(self.detection_rate), "detected": self.detected,
-               "recovery_detected": _f(self.recovery_detected), "recovery_all": _f(self.recovery_all)}
+               "recovery_detected": _f(self.recovery_detected), "recovery_all": _f(self.recovery_all),
+               "rho_true": _f(self.rho_true), "rho_others": _f(self.rho_others)}
         if curves:
             out.update(roc_fpr=self.roc_fpr.tolist(), roc_tpr=self.roc_tpr.tolist())
         return out
@@ -424,9 +427,11 @@ class DetectorEvaluation:
     rows: list[AttackRow]
     settings: dict
     seconds: float
+    clean_rho: float = float("nan")
 
     def to_dict(self, curves: bool = False) -> dict:
         return {"detector": self.detector.summary(), "clean_images": int(len(self.clean_scores)),
+                "clean_rho": _f(self.clean_rho),
                 "clean_fpr": _f(self.clean_fpr), "reference_norm": _f(self.reference_norm),
                 "rows": [r.to_dict(curves) for r in self.rows], "settings": dict(self.settings),
                 "seconds": float(self.seconds)}
@@ -477,8 +482,18 @@ def _row(detector: Detector, clean: DetectionResult, res: DetectionResult | None
     rec_all = decide(res.rho, res.label, detector.sign, -np.inf).recovered_label
     r = roc(clean.score, res.score)
     rec_det = float((res.recovered_label[flagged] == truth[flagged]).mean()) if flagged.any() else float("nan")
+    rows = np.arange(len(res))
     return AttackRow(attack, size, eps, attacked, len(res), mean_norm, res.score, r.auc, r.fpr, r.tpr,
-                     float(flagged.mean()), int(flagged.sum()), rec_det, float((rec_all == truth).mean()))
+                     float(flagged.mean()), int(flagged.sum()), rec_det, float((rec_all == truth).mean()),
+                     float(res.rho[rows, truth].mean()), _mean_other_rho(res))
+
+
+def _mean_other_rho(res: DetectionResult) -> float:
+    """Mean of the unsigned rho_c over images and classes c != k(x)."""
+    n, L = res.rho.shape
+    if n == 0 or L < 2:
+        return float("nan")
+    return float(res.rho[np.arange(L)[None, :] != res.label[:, None]].mean())
 
 
 def evaluate_detectors(clf: Classifier, detectors: dict[str, Detector], x, y, *, attacks=ATTACKS,
@@ -530,7 +545,8 @@ def evaluate_detectors(clf: Classifier, detectors: dict[str, Detector], x, y, *,
                 "0.02); FGSM/PGD: eps = size * median DeepFool L2 norm of the evaluation images"}
     seconds = time.perf_counter() - t0
     return {name: DetectorEvaluation(det, clean[name].score, float(clean[name].flagged.mean()), reference,
-                                     rows[name], settings, seconds) for name, det in detectors.items()}
+                                     rows[name], settings, seconds, _mean_other_rho(clean[name]))
+            for name, det in detectors.items()}
 
 
 # ------------------------------------------------------------ one image, growing perturbation

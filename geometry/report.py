@@ -687,6 +687,14 @@ def _markdown(rep: Reproduction, fig_refs: dict[str, str]) -> str:
                    r["detection_rate"], r["recovery_detected"], r["recovery_all"]] for r in d["rows"]]), ""]
     fig("detector_roc")
     fig("detector_scores")
+    L += ["### The asymmetry itself: sign of rho before and after the attack", "",
+          f"Unsigned rho (before the calibrated sign s): mean over classes c != k of rho_c on clean evaluation "
+          f"images: {d['clean_rho']:+.3g}. The paper's asymmetry predicts the opposite sign at the true class "
+          "after a small attack (rho_true: rho at the image's true class, now c != k).", "",
+          _table(["attack", "size", "mean rho_true (attacked)", "mean rho over c != k (attacked)",
+                  "mean rho over c != k (clean)"],
+                 [[r["attack"], r["size"], r.get("rho_true"), r.get("rho_others"), d["clean_rho"]]
+                  for r in d["rows"]]), ""]
     parts = n.get("detector_variants") or {}
     if parts:
         L += ["### Variant (exploratory): one sign of curvature only", "",

@@ -173,12 +173,16 @@ def test_evaluation_rows_are_consistent(smooth):
     ev = evaluate_detector(clf, det, x[20:], y[20:], sizes=(1.0, 2.0), pgd_steps=3)
     assert [(r.attack, r.size) for r in ev.rows] == [(a, s) for a in ("deepfool", "fgsm", "pgd") for s in (1.0, 2.0)]
     assert len(ev.clean_scores) == 20 and 0 <= ev.clean_fpr <= 1 and ev.reference_norm > 0
+    rho, labels = asymmetry_scores(clf, x[20:], det.basis, estimator="exact")
+    others = rho.numpy()[np.arange(4)[None] != labels.numpy()[:, None]]
+    assert ev.clean_rho == pytest.approx(others.mean())
     for r in ev.rows:
         assert 0 <= r.succeeded <= r.attacked == 20 and len(r.scores) == r.succeeded
         if r.succeeded:
             assert r.auc == pytest.approx(roc(ev.clean_scores, r.scores).auc)
             assert r.detection_rate == pytest.approx((r.scores > det.threshold).mean())
             assert r.detected == int((r.scores > det.threshold).sum())
+            assert np.isfinite(r.rho_true) and np.isfinite(r.rho_others)
         if r.attack != "deepfool":
             assert r.eps == pytest.approx(r.size * ev.reference_norm)
     assert sum(r.succeeded for r in ev.rows) >= 20
