@@ -10,6 +10,7 @@ import numpy as np
 import streamlit as st
 
 from geometry.errors import GeometryError
+from geometry.serialization import jsonable
 
 
 @contextlib.contextmanager
@@ -24,20 +25,6 @@ def guarded(what: str = "this analysis"):
     except Exception as exc:  # noqa: BLE001 - the app must never show a traceback
         st.error(f"{what} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}. "
                  "Try other settings; if it persists, run the same analysis from the CLI to see details.")
-
-
-def _jsonable(v):
-    if hasattr(v, "detach"):
-        v = v.detach().cpu().numpy()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, (np.floating, np.integer, np.bool_)):
-        return v.item()
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
 
 
 def npz_bytes(data: dict) -> bytes:
@@ -62,5 +49,5 @@ def export_buttons(fig=None, data: dict | None = None, params: dict | None = Non
         cols[1].download_button("Data (NPZ)", npz_bytes(data), file_name=f"{name}.npz",
                                 mime="application/octet-stream", key=f"{key}_npz")
     if params is not None:
-        cols[2].download_button("Settings + numbers (JSON)", json.dumps(_jsonable(params), indent=2),
+        cols[2].download_button("Settings + numbers (JSON)", json.dumps(jsonable(params), indent=2),
                                 file_name=f"{name}.json", mime="application/json", key=f"{key}_json")

@@ -664,7 +664,7 @@ def _markdown(rep: Reproduction, fig_refs: dict[str, str]) -> str:
                   "fooling rate in the whole space"],
                  [[e, e / f["reference_norm"] if f.get("reference_norm") else None, a, b]
                   for e, a, b in zip(f["eps"], f["subspace"], f["whole"])]), "",
-          f"50% fooling (interpolated in log eps): in S at eps = "
+          "50% fooling (interpolated in log eps): in S at eps = "
           + (f"{f['eps_50_subspace']:.3g}" if f.get("eps_50_subspace") else "not reached")
           + ", in the whole space at eps = " + (f"{f['eps_50_whole']:.3g}" if f.get("eps_50_whole") else "not reached")
           + (f" (ratio {f['eps_50_ratio']:.2f})." if f.get("eps_50_ratio") else "."), ""]

@@ -68,6 +68,7 @@ import torch
 
 from .classifier import Classifier
 from .errors import GeometryError
+from .serialization import jsonable
 
 DEFAULT_PLANE = "normal,random"
 CURVED_PLANE = "normal,curv+"
@@ -217,7 +218,7 @@ class CrossSection:
                 "axis_names": list(self.plane.axis_names), "class_names": list(self.class_names),
                 "classes_present": self.classes_present(),
                 "points": [p.to_dict() for p in self.plane.points],
-                "plane_info": _jsonable(self.plane.info), "params": _jsonable(self.params)}
+                "plane_info": jsonable(self.plane.info), "params": jsonable(self.params)}
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays of the section (for NPZ export): labels, margins, masks, axes, plane vectors, points."""
@@ -228,22 +229,6 @@ class CrossSection:
                 "point_names": np.array([p.name for p in pts], dtype=str),
                 "point_ab": np.array([[p.a, p.b] for p in pts], dtype=np.float64).reshape(-1, 2),
                 "point_offsets": np.array([p.offset for p in pts], dtype=np.float64)}
-
-
-def _jsonable(v):
-    if isinstance(v, torch.Tensor):
-        v = v.detach().cpu().numpy()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, (np.floating, np.integer, np.bool_)):
-        return v.item()
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 # ---------------------------------------------------------------- planes

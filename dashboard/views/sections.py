@@ -16,7 +16,7 @@ from dashboard.state import current_image, current_model, model_key
 from dashboard.ui import export_buttons, guarded
 from geometry.errors import GeometryError
 from geometry.images import gallery_counts, gallery_dataset
-from geometry.sections import (DEFAULT_RESOLUTION, EXTENT_FACTOR, default_estimator, default_extent,
+from geometry.sections import (DEFAULT_RESOLUTION, EXTENT_FACTOR, default_estimator,
                                direction_from_array, inspect_point, make_plane, section_on_plane)
 
 PLANES = {  # label -> spec template
