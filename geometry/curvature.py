@@ -207,13 +207,15 @@ def curvature_profile(clf: Classifier, result: CurvatureResult, indices=(0, -1),
     m = len(result.curvatures)
     idx = [int(i) % m for i in indices]
     r = float(radius) if radius is not None else max(result.boundary_distance, 1e-3)
-    t = torch.linspace(-r, r, int(n), dtype=torch.float64)
     z = result.point.reshape(-1).to(torch.float64)
-    V = result.directions[:, idx].to(torch.float64)  # (d, m)
+    dev = z.device  # the boundary point lives on the model's device (CUDA included): build t there too
+    t = torch.linspace(-r, r, int(n), dtype=torch.float64, device=dev)
+    V = result.directions[:, idx].to(device=dev, dtype=torch.float64)  # (d, m)
     pts = z[None, None, :] + t[None, :, None] * V.T[:, None, :]  # (m, n, d)
     logits = clf.logits(pts.reshape(-1, *clf.input_shape).to(clf.dtype)).to(torch.float64)
     k, j = int(result.boundary.side_label[0]), result.boundary_label
     F = (logits[:, k] - logits[:, j]).reshape(len(idx), -1)
     kap = np.asarray(result.curvatures[idx], dtype=np.float64)
-    quad = kap[:, None] * result.gradient_norm * t.numpy()[None, :] ** 2 / 2
-    return {"t": t.numpy(), "F": F.cpu().numpy(), "quadratic": quad, "curvatures": kap, "indices": idx}
+    t = t.cpu().numpy()
+    quad = kap[:, None] * result.gradient_norm * t[None, :] ** 2 / 2
+    return {"t": t, "F": F.cpu().numpy(), "quadratic": quad, "curvatures": kap, "indices": idx}
