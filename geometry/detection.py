@@ -29,6 +29,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -96,7 +97,11 @@ def _d2_exact(clf: Classifier, x: torch.Tensor, U: torch.Tensor) -> torch.Tensor
 
         return torch.func.jvp(df, (x,), (ub,))[1]
 
-    return torch.func.vmap(along)(U).transpose(0, 1)
+    # nested forward mode reaches torch internals that warn about torch.jit.script's deprecation;
+    # the warning is torch's, not the user's, so keep it off their terminal
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+        return torch.func.vmap(along)(U).transpose(0, 1)
 
 
 def _d2_fd(clf: Classifier, x: torch.Tensor, U: torch.Tensor, h: float) -> torch.Tensor:
