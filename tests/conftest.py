@@ -43,3 +43,9 @@ def gelu_model():
 @pytest.fixture(scope="session")
 def digits_model():
     return zoo("digits_mlp")
+
+
+def assert_page_ok(at) -> None:
+    """An AppTest run raised nothing and showed no error box."""
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]

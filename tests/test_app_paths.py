@@ -5,7 +5,7 @@ too small reports "No verified path found"; the many-pairs statistics; no page e
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT, zoo
+from conftest import ROOT, zoo, assert_page_ok
 from streamlit.testing.v1 import AppTest
 
 from geometry.images import gallery_image
@@ -29,17 +29,12 @@ def app():
     return at
 
 
-def _ok(at):
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-
-
 def _metric(at, label):
     return [m.value for m in at.metric if m.label == label][0]
 
 
 def test_same_class_path_walk_and_plane(app):
-    _ok(app)
+    assert_page_ok(app)
     assert "Connecting paths inside a classification region" in [h.value for h in app.header]
     assert _metric(app, "Connected") == "yes"
     assert any("Verified path in class 7" in s.value for s in app.success)
@@ -53,7 +48,7 @@ def test_same_class_path_walk_and_plane(app):
     assert len(app.get("plotly_chart")) >= 5  # anchors, walk image, walk probabilities, margin, plane
     app.slider(key="paths_walk").set_value(40)
     app.run()
-    _ok(app)
+    assert_page_ok(app)
     assert any("step 40" in str(c.proto.spec) for c in app.get("plotly_chart"))
 
 
@@ -64,7 +59,7 @@ def test_adversarial_end_needs_anchors(app):
     app.number_input(key="paths_src_index").set_value(11)
     app.selectbox(key="paths_verification").set_value("sampled (local slope estimate, faster)")
     app.run()
-    _ok(app)
+    assert_page_ok(app)
     assert _metric(app, "Connected") == "yes"
     assert int(_metric(app, "Anchors")) >= 1
     assert float(_metric(app, "Chord outside region").rstrip("%")) > 0
@@ -74,19 +69,19 @@ def test_adversarial_end_needs_anchors(app):
 def test_tiny_budget_reports_no_path(app):
     app.slider(key="paths_max_anchors").set_value(1)
     app.run()
-    _ok(app)
+    assert_page_ok(app)
     assert _metric(app, "Connected") == "no"
     assert any("No verified path found" in w.value for w in app.warning)
     app.slider(key="paths_max_anchors").set_value(16)
     app.radio(key="paths_mode").set_value("Another gallery image of the same class")
     app.run()
-    _ok(app)
+    assert_page_ok(app)
 
 
 def test_many_pairs_statistics(app):
     app.slider(key="paths_npairs").set_value(3)
     app.button(key="paths_run_stats").click()
     app.run()
-    _ok(app)
+    assert_page_ok(app)
     assert _metric(app, "Pairs connected").endswith("/ 3")
     assert len(app.dataframe) == 1

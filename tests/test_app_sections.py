@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 import pytest
-from conftest import ROOT, zoo
+from conftest import ROOT, zoo, assert_page_ok
 from streamlit.testing.v1 import AppTest
 
 from geometry.images import gallery_image
@@ -29,17 +29,12 @@ def app():
     return at
 
 
-def _ok(at):
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-
-
 def _charts(at):
     return [c for c in at.get("plotly_chart")]
 
 
 def test_default_flat_and_curved_views(app):
-    _ok(app)
+    assert_page_ok(app)
     heads = [h.value for h in app.subheader]
     assert "Flat: normal + random tangent" in heads and "Curved: normal + top positive curvature" in heads
     caps = " ".join(c.value for c in app.caption)
@@ -56,7 +51,7 @@ def test_every_plane_type_renders(app, label):
     app.select_slider(key="sec_resolution").set_value(RES)
     app.selectbox(key="sec_plane_left").set_value(label)
     app.run()
-    _ok(app)
+    assert_page_ok(app)
     assert label in [h.value for h in app.subheader]
     assert sum(f"{RES}x{RES} grid" in c.value for c in app.caption) == 2  # both views computed
 
@@ -65,7 +60,7 @@ def test_npy_plane_from_uploads(app):
     app.select_slider(key="sec_resolution").set_value(RES)
     app.selectbox(key="sec_plane_left").set_value("Two uploaded directions (.npy)")
     app.run()
-    _ok(app)
+    assert_page_ok(app)
     assert any("Upload two .npy arrays" in i.value for i in app.info)
     rng = np.random.default_rng(0)
     for key in ("sec_npy_u", "sec_npy_v"):
@@ -74,7 +69,7 @@ def test_npy_plane_from_uploads(app):
         [u for u in app.get("file_uploader") if u.key == key][0].upload(f"{key}.npy", buf.getvalue(),
                                                                            "application/octet-stream")
     app.run()
-    _ok(app)
+    assert_page_ok(app)
     assert "Two uploaded directions (.npy)" in [h.value for h in app.subheader]
     assert sum(f"{RES}x{RES} grid" in c.value for c in app.caption) == 2
 
@@ -87,7 +82,7 @@ def test_inspect_a_point_shows_the_models_prediction(app):
     app.number_input(key="sec_inspect_a").set_value(2.5)
     app.number_input(key="sec_inspect_b").set_value(-0.5)
     app.run()
-    _ok(app)
+    assert_page_ok(app)
     clf = zoo("mnist_lenet_gelu")
     plane = make_plane(clf, gallery_image(clf, 0, 0).tensor, "normal,random")
     expected = clf.class_names[int(clf.predict(plane.point(2.5, -0.5).unsqueeze(0))[0])]
@@ -102,6 +97,6 @@ def test_relu_model_uses_finite_differences():
     at.switch_page(PAGE)
     at.session_state["sec_resolution"] = RES
     at.run()
-    _ok(at)
+    assert_page_ok(at)
     caps = " ".join(c.value for c in at.caption)
     assert "**fd** estimator" in caps and "piecewise-linear" in caps
