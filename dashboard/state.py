@@ -17,7 +17,6 @@ import streamlit as st
 import torch
 
 from geometry.classifier import Classifier
-from geometry.data import held_out
 from geometry.errors import GeometryError
 from geometry.images import ImageInput, gallery_counts, gallery_dataset, gallery_image, load_image
 from geometry.loading import load_classifier
@@ -170,6 +169,3 @@ def model_card(clf: Classifier) -> dict:
     except GeometryError:
         return clf.card
 
-
-def gallery_size(clf: Classifier) -> int:
-    return len(held_out(gallery_dataset(clf)).y)

@@ -41,7 +41,6 @@ from .classifier import Classifier
 from .errors import GeometryError
 
 ESTIMATORS = ("exact", "fd")
-EXACT_ENGINES = ("fwd_rev", "rev_rev")
 DEFAULT_STEP_C = 10.0
 # Vectors per pass: bounds memory (activations of B * n copies of the model) while
 # keeping the batch large enough for BLAS to be efficient.

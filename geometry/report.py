@@ -34,7 +34,6 @@ from .errors import GeometryError
 
 Progress = Callable[[float, str], None]
 
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf"]
 ATTACK_COLORS = {"deepfool": "#1f77b4", "fgsm": "#ff7f0e", "pgd": "#d62728"}
 
 

@@ -16,12 +16,12 @@ from dashboard.state import current_image, current_model, model_key
 from dashboard.ui import export_buttons, guarded
 from geometry.errors import GeometryError
 from geometry.images import gallery_counts, gallery_dataset
-from geometry.sections import (DEFAULT_RESOLUTION, EXTENT_FACTOR, default_estimator,
+from geometry.sections import (CURVED_PLANE, DEFAULT_PLANE, DEFAULT_RESOLUTION, EXTENT_FACTOR, default_estimator,
                                direction_from_array, inspect_point, make_plane, section_on_plane)
 
 PLANES = {  # label -> spec template
-    "Flat: normal + random tangent": "normal,random",
-    "Curved: normal + top positive curvature": "normal,curv+",
+    "Flat: normal + random tangent": DEFAULT_PLANE,
+    "Curved: normal + top positive curvature": CURVED_PLANE,
     "Curved: normal + top negative curvature": "normal,curv-",
     "Two random directions": "random,random",
     "Adversarial (DeepFool) + random": "adversarial,random",
