@@ -39,6 +39,7 @@ import torch
 
 from .classifier import Classifier
 from .errors import GeometryError
+from .operators import FORWARD_AD_LOCK
 from .subspace import (CurvedSubspace, cache_dir, model_fingerprint, resolve_estimator, resolve_step,
                        settings_key)
 
@@ -86,7 +87,8 @@ def _directions(clf: Classifier, V) -> torch.Tensor:
 
 
 def _d2_exact(clf: Classifier, x: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
-    """Nested forward mode: ``(b, m, L)`` second directional derivatives of the logits."""
+    """Nested forward mode: ``(b, m, L)`` second directional derivatives of the logits (thread-safe: runs
+    under :data:`geometry.operators.FORWARD_AD_LOCK`)."""
     f = clf.module
 
     def along(u):
@@ -97,9 +99,11 @@ def _d2_exact(clf: Classifier, x: torch.Tensor, U: torch.Tensor) -> torch.Tensor
 
         return torch.func.jvp(df, (x,), (ub,))[1]
 
-    # nested forward mode reaches torch internals that warn about torch.jit.script's deprecation;
-    # the warning is torch's, not the user's, so keep it off their terminal
-    with warnings.catch_warnings():
+    # forward-AD levels are process-wide, so two threads in forward mode at once fail: hold the library's
+    # forward-mode lock (geometry.operators.FORWARD_AD_LOCK). Nested forward mode reaches torch internals that
+    # warn about torch.jit.script's deprecation; the warning is torch's, not the user's, so keep it off their
+    # terminal (catch_warnings swaps process-wide filters, one more reason to run this under the lock).
+    with FORWARD_AD_LOCK, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
         return torch.func.vmap(along)(U).transpose(0, 1)
 

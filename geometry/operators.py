@@ -26,12 +26,20 @@ Estimators (SCIENCE.md section 3):
 
 Batching: the Hessians of B independent points are computed in one pass by
 differentiating ``sum_b F_b(z_b)``; this is valid because samples do not interact
-(the classifier is in eval mode). Imports torch, numpy, scipy.
+(the classifier is in eval mode).
+
+Threads: PyTorch keeps forward-mode AD levels (``torch.func.jvp``, ``jacfwd``,
+``torch.autograd.forward_ad``) per process, not per thread, so two threads in forward mode at
+once fail ("Trying to access a forward AD level with an invalid index", or "no level exists").
+Every forward-mode computation in this library runs under :data:`FORWARD_AD_LOCK`; reverse mode
+(``torch.autograd.grad``, ``torch.func.vjp`` / ``grad`` / ``vmap``) keeps its state per thread
+and runs concurrently. Imports torch, numpy, scipy.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import weakref
 
 import numpy as np
@@ -54,6 +62,11 @@ _engine_ok: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # module 
 # (0.91 gradients per vector): the cheapest for Lanczos, which asks for one vector at a time.
 EXACT_ENGINE = "fwd_rev"
 SMALL_BLOCK = 4
+
+FORWARD_AD_LOCK = threading.RLock()
+"""Held around every use of forward-mode AD in the library (module docstring, *Threads*): one process-wide
+lock, because PyTorch's forward-AD levels are process-wide. Re-entrant, so nested library calls cannot
+dead-lock; code outside the library that runs forward mode in another thread should hold it too."""
 
 
 def default_step(clf: Classifier, c: float = DEFAULT_STEP_C) -> float:
@@ -110,13 +123,14 @@ def logit_difference_gradient(clf: Classifier, z, k, j) -> torch.Tensor:
 
 
 def _hvp_fwd_rev(clf, z, k, j, V):
-    """torch.func forward-over-reverse; V (B, n, *shape) -> (B, n, *shape)."""
+    """torch.func forward-over-reverse; V (B, n, *shape) -> (B, n, *shape). Holds :data:`FORWARD_AD_LOCK`."""
     gfn = torch.func.grad(_F_sum(clf, k, j))
 
     def one(v):
         return torch.func.jvp(gfn, (z,), (v,))[1]
 
-    return torch.func.vmap(one, in_dims=1, out_dims=1)(V)
+    with FORWARD_AD_LOCK:
+        return torch.func.vmap(one, in_dims=1, out_dims=1)(V)
 
 
 def _hvp_rev_rev(clf, z, k, j, V):
