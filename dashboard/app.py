@@ -36,4 +36,5 @@ with guarded("loading the model and image"):
     sidebar_ok = True
 page = st.navigation(pages)
 if sidebar_ok:
-    page.run()
+    with guarded("this page"):  # last resort: a page never shows a traceback
+        page.run()

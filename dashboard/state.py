@@ -1,51 +1,72 @@
 """The sidebar's choices (model, device, image) and the accessors every page uses.
 
 ``render_sidebar()`` runs in the entry script before any page, so a page can call
-``current_model()``, ``current_image()`` and ``model_key()``. Models are cached
-with ``st.cache_resource`` (keyed by zoo name or the upload's hash and options);
-a bad upload shows an error and falls back to the bundled default, keeping the
-rest of the user's choices.
+``current_model()`` (the model's facts), ``current_image()`` and ``model_key()``.
+The web server never runs a model: loading (and every analysis) is a job for the
+worker processes of ``dashboard.jobs``, which cache models by digest. Uploads are
+stored under a folder named by their digest and read there by a worker; a bad
+upload shows an error and falls back to the bundled default, keeping the rest of
+the user's choices. ``?model=NAME&image=gallery:CLASS:INDEX`` in the URL picks the
+model and gallery image of a new session.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import shutil
 import tempfile
 from pathlib import Path
 
 import streamlit as st
 import torch
 
-from geometry.classifier import Classifier
+from dashboard.jobs import compute
 from geometry.errors import GeometryError
-from geometry.images import ImageInput, gallery_counts, gallery_dataset, gallery_image, load_image
-from geometry.loading import load_classifier
+from geometry.executor import ModelRef
+from geometry.tasks import ModelFacts, model_facts
+from geometry.images import ImageInput, gallery_counts, gallery_dataset, gallery_image, load_image, parse_gallery_ref
 from geometry.zoo import DEFAULT_MODEL, zoo_card, zoo_names
 
 UPLOAD = "Upload a model file…"
 MODEL_TYPES = ["safetensors", "pt", "pt2", "pth", "ts", "jit"]
 IMAGE_TYPES = ["png", "jpg", "jpeg", "npy"]
+UPLOADS_KEPT = 32
+LOAD_TIMEOUT_S = 60.0
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def _zoo_classifier(name: str, device: str) -> Classifier:
-    return load_classifier(name, device=device)
+def _zoo_ref(name: str, device: str) -> ModelRef:
+    return ModelRef.create(name, device=device)
 
 
-@st.cache_resource(show_spinner="Loading the uploaded model…", max_entries=4)
-def _uploaded_classifier(digest: str, _data: bytes, filename: str, _sidecar: bytes | None, sidecar_digest: str,
-                         input_shape: str, pixel_range: str, classes: str, architecture: str,
-                         device: str) -> Classifier:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(filename).name
-        path.write_bytes(_data)
-        side = None
-        if _sidecar is not None:
-            side = Path(tmp) / "sidecar.json"
-            side.write_bytes(_sidecar)
-        return load_classifier(path, input_shape=input_shape or None, pixel_range=pixel_range or None,
-                               class_names=classes or None, architecture=architecture or None, sidecar=side,
-                               device=device, name=Path(filename).stem)
+@st.cache_resource(show_spinner=False)
+def _upload_dir() -> Path:
+    """Where uploaded model files wait for the workers to read them (one folder per server)."""
+    path = Path(tempfile.mkdtemp(prefix="boundary-geometry-uploads-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def _stored_upload(data: bytes, filename: str, sidecar: bytes | None) -> tuple[Path, Path | None]:
+    """Write an upload (and its sidecar) once, under a folder named by its digest; keep the newest few."""
+    root = _upload_dir()
+    folder = root / f"{_digest(data)}-{_digest(sidecar) if sidecar else 'none'}"
+    # the file name keeps only its extension (which selects the format): nothing user-typed reaches a path
+    suffix = "".join(c for c in Path(filename).suffix.lower() if c.isalnum() or c == ".")[:12]
+    path, side = folder / f"model{suffix}", (folder / "model.sidecar.json" if sidecar is not None else None)
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        if side is not None:
+            side.write_bytes(sidecar)
+        folders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        for old in folders[:-UPLOADS_KEPT]:
+            shutil.rmtree(old, ignore_errors=True)
+    return path, side
+
+
+def _facts(ref: ModelRef, what: str) -> ModelFacts:
+    return compute(model_facts, model=ref, what=what, timeout=LOAD_TIMEOUT_S)
 
 
 def _digest(data: bytes) -> str:
@@ -66,11 +87,11 @@ def _model_sidebar() -> None:
                                   help="A bundled model trained on real MNIST / 8x8 digits, or your own file.")
     device = st.sidebar.selectbox("Compute on", _device_options(), key="device_choice",
                                   help="auto uses the GPU when there is one, else the CPU.")
-    clf, error, key = None, None, f"zoo:{choice}:{device}"
+    facts, error, ref = None, None, None
     if choice == UPLOAD:
         up = st.sidebar.file_uploader("Model file", type=MODEL_TYPES, key="model_upload",
                                       help="safetensors state dict (+ architecture), TorchScript .pt, or "
-                                           "torch.export .pt2. Files are never unpickled.")
+                                           "torch.export .pt2. Files are never unpickled; see the README's limits.")
         side = st.sidebar.file_uploader("Sidecar JSON (optional)", type=["json"], key="sidecar_upload",
                                         help="input_shape, pixel_range, class_names, mean, std, architecture")
         with st.sidebar.expander("Model facts (when the file does not say)", expanded=up is not None and side is None):
@@ -83,31 +104,44 @@ def _model_sidebar() -> None:
         else:
             data = up.getvalue()
             sdata = side.getvalue() if side is not None else None
-            key = f"upload:{_digest(data)}:{_digest(sdata) if sdata else ''}:{shape}:{prange}:{classes}:{arch}:{device}"
             try:
-                clf = _uploaded_classifier(_digest(data), data, up.name, sdata, _digest(sdata) if sdata else "",
-                                           shape, prange, classes, arch, device)
+                path, side_path = _stored_upload(data, up.name, sdata)
+                ref = ModelRef.create(str(path), data_digest=_digest(data) + (_digest(sdata) if sdata else ""),
+                                      input_shape=shape or None, pixel_range=prange or None, class_names=classes or None,
+                                      architecture=arch or None, sidecar=str(side_path) if side_path else None,
+                                      device=device, name=_safe_name(up.name))
+                facts = _facts(ref, "loading the uploaded model")
             except GeometryError as exc:
-                error = str(exc)
+                error, ref = str(exc), None
+            except OSError as exc:
+                error, ref = f"the upload could not be stored on the server ({exc.strerror})", None
     else:
+        ref = _zoo_ref(choice, device)
         try:
-            clf = _zoo_classifier(choice, device)
+            facts = _facts(ref, "loading the model")
         except GeometryError as exc:
-            error = str(exc)
+            error, ref = str(exc), None
     if error:
         st.sidebar.error(f"Model not loaded: {error}")
-    if clf is None:
-        clf, key = _zoo_classifier(DEFAULT_MODEL, device), f"zoo:{DEFAULT_MODEL}:{device}"
+    if facts is None:
+        ref = _zoo_ref(DEFAULT_MODEL, device)
+        facts = _facts(ref, "loading the default model")
         if choice == UPLOAD and error:
             st.sidebar.caption(f"Showing the bundled default ({DEFAULT_MODEL}) until the upload loads.")
     else:
         st.query_params["model"] = choice if choice != UPLOAD else "upload"
-    st.session_state["_clf"] = clf
-    st.session_state["_model_key"] = key
+    st.session_state["_clf"] = facts
+    st.session_state["_model_ref"] = ref
+    st.session_state["_model_key"] = ref.digest
+
+
+def _safe_name(filename: str) -> str:
+    stem = "".join(c for c in Path(filename).stem if c.isalnum() or c in "-_.")[:60]
+    return stem or "uploaded_model"
 
 
 def _image_sidebar() -> None:
-    clf: Classifier = st.session_state["_clf"]
+    clf: ModelFacts = st.session_state["_clf"]
     st.sidebar.divider()
     source = st.sidebar.radio("Image", ["Gallery", "Upload"], horizontal=True, key="image_source")
     img, error = None, None
@@ -124,6 +158,14 @@ def _image_sidebar() -> None:
         else:
             st.sidebar.info("Upload an image; showing a gallery image meanwhile.")
     counts = gallery_counts(dataset)
+    if "_image_from_url" not in st.session_state:
+        st.session_state["_image_from_url"] = True
+        try:
+            _, c, i = parse_gallery_ref(st.query_params.get("image", ""))
+            if c in counts and 0 <= i < counts[c]:
+                st.session_state.gallery_class, st.session_state.gallery_index = c, i
+        except (GeometryError, ValueError, TypeError):
+            pass
     if img is None:
         classes = sorted(counts)
         if st.session_state.get("gallery_class") not in classes:
@@ -136,6 +178,8 @@ def _image_sidebar() -> None:
         idx = st.sidebar.number_input(f"Index (0-{n - 1})", 0, n - 1, key="gallery_index", step=1,
                                       disabled=source == "Upload")
         img = gallery_image(clf, cls, int(idx))
+        if source == "Gallery":
+            st.query_params["image"] = f"gallery:{cls}:{int(idx)}"
     if error:
         st.sidebar.error(f"Image not loaded: {error}")
     st.session_state["_image"] = img
@@ -150,7 +194,8 @@ def render_sidebar() -> None:
                        f"({torch.cuda.get_device_name(clf.device) if clf.device.type == 'cuda' else 'no GPU in use'})")
 
 
-def current_model() -> Classifier:
+def current_model() -> ModelFacts:
+    """The current model's facts (shape, classes, range, ...); run it with ``dashboard.jobs.compute``."""
     return st.session_state["_clf"]
 
 
@@ -159,11 +204,11 @@ def current_image() -> ImageInput:
 
 
 def model_key() -> str:
-    """A string that identifies the current model (name, card, device, dtype) for cache keys."""
+    """The current model's digest (weights, options, device): a key for per-model widget state."""
     return st.session_state["_model_key"]
 
 
-def model_card(clf: Classifier) -> dict:
+def model_card(clf: ModelFacts) -> dict:
     try:
         return zoo_card(clf.name)
     except GeometryError:

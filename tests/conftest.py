@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,10 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 torch.set_num_threads(2)
+
+# One cache folder for the whole run, set before the app's worker processes start (they inherit the
+# environment once): tests never write to the user's ~/.cache, and the app and library share S.
+os.environ.setdefault("BOUNDARY_GEOMETRY_CACHE", tempfile.mkdtemp(prefix="boundary-geometry-test-cache-"))
 
 _MODELS: dict = {}
 

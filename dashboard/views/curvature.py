@@ -11,6 +11,7 @@ import streamlit as st
 
 from dashboard.figures.common import image_figure, signed_image_figure
 from dashboard.figures.curvature import direction_figures, estimator_label, profile_figure, spectrum_figure
+from dashboard.jobs import compute
 from dashboard.state import current_image, current_model, model_key
 from dashboard.ui import export_buttons, guarded
 from geometry.boundary import boundary_point
@@ -24,21 +25,18 @@ ESTIMATOR_HELP = ("exact: the autograd Hessian (zero almost everywhere for ReLU 
                   "for ReLU networks). auto: exact for smooth networks, fd for piecewise-linear ones.")
 
 
-# ------------------------------------------------------------------ cached computations
-@st.cache_data(show_spinner=False, max_entries=64)
-def _boundary(mkey: str, digest: str, target, _clf, _x):
-    return boundary_point(_clf, _x, target=target)
+# ------------------------------------------------------------------ computations (in the workers, cached)
+def _boundary(target, x):
+    return compute(boundary_point, x, target=target, what="the boundary point")
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _curvature(mkey: str, digest: str, target, estimator: str, step, k: int, full: bool, _clf, _x, _boundary):
-    return principal_curvatures(_clf, _x, estimator=estimator, step=step, k=k, boundary=_boundary, target=target,
-                                full=full)
+def _curvature(target, estimator: str, step, k: int, full: bool, x, boundary):
+    return compute(principal_curvatures, x, estimator=estimator, step=step, k=k, boundary=boundary, target=target,
+                   full=full, what=f"the principal curvatures ({estimator})")
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _profile(mkey: str, digest: str, target, estimator: str, step, k: int, full: bool, _clf, _res):
-    return curvature_profile(_clf, _res, indices=(0, -1))
+def _profile(res):
+    return compute(curvature_profile, res, indices=(0, -1), what="the curvature profiles")
 
 
 def _auto_estimator(clf) -> str:
@@ -61,7 +59,7 @@ def _init_state(clf):
 # ------------------------------------------------------------------ page
 clf = current_model()
 img = current_image()
-mkey, digest = model_key(), img.digest
+mkey = model_key()
 _init_state(clf)
 d = clf.dim
 
@@ -106,12 +104,11 @@ t0 = time.perf_counter()
 with guarded("finding the boundary point and its curvatures"):
     with st.status("Computing the boundary point and curvatures…", expanded=False) as status:
         bar = st.progress(0.0, text="Boundary point (DeepFool + bisection)…")
-        boundary = _boundary(mkey, digest, target, clf, img.tensor)
+        boundary = _boundary(target, img.tensor)
         for i, est in enumerate(estimators):
             bar.progress((i + 1) / (len(estimators) + 1),
                          text=f"Principal curvatures, {est} estimator ({'full spectrum' if full else f'Lanczos, k = {k}'})…")
-            results[est] = _curvature(mkey, digest, target, est, step if est == "fd" else None, k, full, clf,
-                                      img.tensor, boundary)
+            results[est] = _curvature(target, est, step if est == "fd" else None, k, full, img.tensor, boundary)
         bar.progress(1.0, text="Done")
         status.update(label=f"Boundary point and curvatures ready ({time.perf_counter() - t0:.1f} s including cached "
                             "results)", state="complete")
@@ -175,7 +172,7 @@ if results:
             col.plotly_chart(f, key=f"curv_dir_{which}_{i}")
 
     with guarded("drawing the curvature profiles"):
-        prof = _profile(mkey, digest, target, estimator, step if estimator == "fd" else None, k, full, clf, main)
+        prof = _profile(main)
         pfig = profile_figure(prof)
         st.plotly_chart(pfig, key="curv_profile")
         st.caption("The model's f_k − f_j along the top positive and the most negative direction through z, with "

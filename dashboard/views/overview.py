@@ -3,15 +3,17 @@
 import streamlit as st
 
 from dashboard.figures.common import image_figure, probability_figure
+from dashboard.jobs import compute
 from dashboard.state import current_image, current_model, model_card
 from dashboard.ui import guarded
+from geometry.tasks import probabilities
 
 clf = current_model()
 img = current_image()
 
 st.header("What the model sees")
 with guarded("classifying the image"):
-    probs = clf.probabilities(img.tensor)[0]
+    probs = compute(probabilities, img.tensor, what="the prediction")[0]
     label = int(probs.argmax())
     left, right = st.columns([1, 2])
     with left:

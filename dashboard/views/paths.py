@@ -13,12 +13,14 @@ import streamlit as st
 from dashboard.figures.common import image_figure, probability_figure
 from dashboard.figures.paths import (anchor_images_figure, anchors_histogram, margin_figure, outside_histogram,
                                      plane_figure)
-from dashboard.state import current_image, current_model, model_key
+from dashboard.jobs import compute
+from dashboard.state import current_image, current_model
 from dashboard.ui import export_buttons, guarded
 from geometry.errors import GeometryError
 from geometry.images import gallery_counts, gallery_dataset, gallery_image
 from geometry.paths import (DEFAULT_MAX_ANCHORS, DEFAULT_PLANE_RESOLUTION, PROJECTION_OVERSHOOT,
-                            adversarial_endpoint, connecting_paths, gallery_pairs, path_plane, resolve_verification)
+                            adversarial_endpoint, connecting_paths, gallery_pairs, path_plane)
+from geometry.tasks import path_walk, predict, verification_mode
 
 WALK_STEPS = 41
 PLANE_RESOLUTIONS = [33, 65, 97, 129, 161]
@@ -31,41 +33,33 @@ SAME, ADV = "Another gallery image of the same class", "An image of another clas
 PAIR_GROUP = 5  # pairs per cached batch in the many-pairs statistics (progress between batches)
 
 
-# ------------------------------------------------------------------ cached computations
-@st.cache_data(show_spinner=False, max_entries=32)
-def _adversarial(mkey: str, digest: str, target: int, overshoot: float, _clf, _x):
-    return adversarial_endpoint(_clf, _x, target, overshoot=overshoot)[0]
+# ------------------------------------------------------------------ computations (in the workers, cached)
+def _adversarial(target: int, overshoot: float, x):
+    return compute(adversarial_endpoint, x, target, overshoot=overshoot,
+                   what="the adversarial end (targeted DeepFool)")[0]
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _path(mkey: str, d1: str, d2: str, max_anchors: int, verification: str, overshoot: float, _clf, _x1, _x2):
-    return connecting_paths(_clf, _x1[None], _x2[None], max_anchors=max_anchors, verification=verification,
-                            overshoot=overshoot)[0]
+def _path(max_anchors: int, verification: str, overshoot: float, x1, x2):
+    return compute(connecting_paths, x1[None], x2[None], max_anchors=max_anchors, verification=verification,
+                   overshoot=overshoot, what="the connecting path")[0]
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _walk(mkey: str, d1: str, d2: str, max_anchors: int, verification: str, overshoot: float, _clf, _path_obj):
-    s, pts = _path_obj.along(WALK_STEPS)
-    return s, pts, _clf.probabilities(pts).cpu().numpy()
+def _walk(path_obj):
+    return compute(path_walk, path_obj, WALK_STEPS, what="the walk along the path")
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _plane(mkey: str, d1: str, d2: str, max_anchors: int, verification: str, overshoot: float, resolution: int,
-           _clf, _path_obj):
-    return path_plane(_clf, _path_obj, resolution=resolution)
+def _plane(resolution: int, path_obj):
+    return compute(path_plane, path_obj, resolution=resolution, what="the path plane")
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _pairs(mkey: str, n: int, kind: str, seed: int, overshoot: float, _clf):
-    return gallery_pairs(_clf, n, kind=kind, seed=seed, overshoot=overshoot)
+def _pairs(n: int, kind: str, seed: int, overshoot: float):
+    return compute(gallery_pairs, n, kind=kind, seed=seed, overshoot=overshoot, what=f"{n} {kind} pairs")
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _pair_group(mkey: str, n: int, kind: str, seed: int, g0: int, max_anchors: int, verification: str,
-                overshoot: float, _clf, _ps):
-    sl = slice(g0, min(g0 + PAIR_GROUP, len(_ps.labels)))
-    return connecting_paths(_clf, _ps.x1[sl], _ps.x2[sl], label=_ps.labels[sl], max_anchors=max_anchors,
-                            verification=verification, overshoot=overshoot)
+def _pair_group(g0: int, max_anchors: int, verification: str, overshoot: float, ps):
+    sl = slice(g0, min(g0 + PAIR_GROUP, len(ps.labels)))
+    return compute(connecting_paths, ps.x1[sl], ps.x2[sl], label=ps.labels[sl], max_anchors=max_anchors,
+                   verification=verification, overshoot=overshoot, what=f"paths {g0 + 1}-{sl.stop}")
 
 
 # ------------------------------------------------------------------ controls
@@ -79,7 +73,7 @@ def _init_state():
 
 
 def _second_end(clf, img, label: int, counts: dict):
-    """(tensor, description, digest) of the second end, or raises GeometryError with what to do."""
+    """(tensor, description) of the second end, or raises GeometryError with what to do."""
     names = clf.class_names
     if st.session_state.paths_mode == SAME:
         if label not in counts:
@@ -93,11 +87,11 @@ def _second_end(clf, img, label: int, counts: dict):
         idx = st.number_input(f"Second image: index in the gallery of class {names[label]} (0-{n - 1})", 0, n - 1,
                               key="paths_index2", step=1)
         other = gallery_image(clf, label, int(idx))
-        pred = int(clf.predict(other.tensor)[0])
+        pred = int(compute(predict, other.tensor, what="the second image's prediction")[0])
         if pred != label:
             raise GeometryError(f"gallery image {names[label]}#{int(idx)} is predicted as {names[pred]}, not "
                                 f"{names[label]}; pick another index")
-        return other.tensor, other.source, other.digest
+        return other.tensor, other.source
     classes = [c for c in sorted(counts) if c != label]
     if not classes:
         raise GeometryError("the gallery has no image of another class")
@@ -111,9 +105,9 @@ def _second_end(clf, img, label: int, counts: dict):
     idx = c2.number_input(f"Source image: index (0-{n - 1})", 0, n - 1, key="paths_src_index", step=1)
     src = gallery_image(clf, src_class, int(idx))
     overshoot = float(st.session_state.paths_overshoot)
-    x2 = _adversarial(mkey, src.digest, label, overshoot, clf, src.tensor)
+    x2 = _adversarial(label, overshoot, src.tensor)
     desc = f"{src.source}, pushed into class {names[label]} by targeted DeepFool"
-    return x2, desc, f"adv:{src.digest}:{label}:{overshoot}"
+    return x2, desc
 
 
 def _stop_text(path, names) -> str:
@@ -130,7 +124,6 @@ def _stop_text(path, names) -> str:
 # ------------------------------------------------------------------ page
 clf = current_model()
 img = current_image()
-mkey = model_key()
 names = clf.class_names
 _init_state()
 
@@ -141,7 +134,11 @@ st.caption("Are two images of one class connected by a path that never leaves th
            "(Fawzi et al., 2017, found such paths for every pair they tried, nearly straight).")
 
 counts = gallery_counts(gallery_dataset(clf))
-label = int(clf.predict(img.tensor)[0])
+label = None
+with guarded("classifying the image"):
+    label = int(compute(predict, img.tensor, what="the prediction")[0])
+if label is None:
+    st.stop()
 st.markdown(f"**First image**: {img.source} (sidebar), predicted **{names[label]}**. The path stays in class "
             f"**{names[label]}**.")
 st.radio("Second end", [SAME, ADV], key="paths_mode", horizontal=True)
@@ -164,13 +161,12 @@ resolution = int(st.session_state.paths_resolution)
 
 path = None
 with guarded("finding the path"):
-    x2, desc2, d2 = _second_end(clf, img, label, counts)
+    x2, desc2 = _second_end(clf, img, label, counts)
     st.caption(f"Second end: {desc2}.")
-    mode_used, _ = resolve_verification(clf, verification)
-    args = (mkey, img.digest, d2, max_anchors, verification, overshoot)
+    mode_used = compute(verification_mode, verification, what="the verification mode")
     with st.status("Searching for a path…", expanded=False) as status:
         t0 = time.perf_counter()
-        path = _path(*args, clf, img.tensor.to(clf.dtype), x2.to(clf.dtype).cpu())
+        path = _path(max_anchors, verification, overshoot, img.tensor.to(clf.dtype), x2.to(clf.dtype).cpu())
         status.update(label=f"Path search done ({time.perf_counter() - t0:.1f} s, {path.evaluations:,} model "
                             f"evaluations; check: {path.statistics['guarantee']})", state="complete")
 
@@ -200,7 +196,7 @@ if path is not None:
     pos, pos_ab = None, None
     if path.connected:
         with guarded("walking along the path"):
-            s, pts, probs = _walk(*args, clf, path)
+            s, pts, probs = _walk(path)
             k = st.slider("Walk along the path (step)", 0, WALK_STEPS - 1, key="paths_walk",
                           help="Points evenly spaced in arc length from x1 (0) to x2.")
             pos = float(s[k])
@@ -225,7 +221,7 @@ if path is not None:
     st.subheader("The path in the plane of the chord and its largest deviation")
     with guarded("evaluating the plane"):
         with st.status("Evaluating the class regions in the plane…", expanded=False) as status:
-            plane = _plane(*args, resolution, clf, path)
+            plane = _plane(resolution, path)
             status.update(label=f"Plane ready ({plane.section.evaluations:,} model evaluations)", state="complete")
         if pos is not None:
             pl_s = path.arc_positions()
@@ -266,12 +262,12 @@ else:
 
         bar = st.progress(0.0, text="Drawing the pairs…")
         t0 = time.perf_counter()
-        ps = _pairs(mkey, n, kind, seed, overshoot, clf)
+        ps = _pairs(n, kind, seed, overshoot)
         paths = []
         total = len(ps.labels)
         for g0 in range(0, total, PAIR_GROUP):
             bar.progress(g0 / max(total, 1), text=f"Pairs {g0 + 1}-{min(total, g0 + PAIR_GROUP)} of {total}…")
-            paths += _pair_group(mkey, n, kind, seed, g0, max_anchors, verification, overshoot, clf, ps)
+            paths += _pair_group(g0, max_anchors, verification, overshoot, ps)
         stats = PathStatistics(paths, ps.descriptions, kind, dict(paths[0].parameters) if paths else {},
                                time.perf_counter() - t0)
         bar.progress(1.0, text=f"{total} pairs done in {stats.seconds:.1f} s (including cached results)")

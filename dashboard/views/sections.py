@@ -12,7 +12,8 @@ import streamlit as st
 
 from dashboard.figures.common import image_figure, probability_figure
 from dashboard.figures.sections import section_figure, selected_point
-from dashboard.state import current_image, current_model, model_key
+from dashboard.jobs import compute
+from dashboard.state import current_image, current_model
 from dashboard.ui import export_buttons, guarded
 from geometry.errors import GeometryError
 from geometry.images import gallery_counts, gallery_dataset
@@ -37,22 +38,19 @@ ESTIMATORS = {"auto": None, "exact (autograd)": "exact", "fd (finite differences
 SIDES = ("left", "right")
 
 
-# ------------------------------------------------------------------ cached computations
-@st.cache_data(show_spinner=False, max_entries=64)
-def _plane(mkey: str, digest: str, spec: str, seed: int, estimator, npy_key: str, _clf, _x, _dirs):
-    return make_plane(_clf, _x, spec, seed=seed, estimator=estimator, directions=_dirs)
+# ------------------------------------------------------------------ computations (in the workers, cached)
+def _plane(spec: str, seed: int, estimator, x, dirs):
+    return compute(make_plane, x, spec, seed=seed, estimator=estimator, directions=dirs,
+                   what="the plane (boundary point and directions)")
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _grid(mkey: str, digest: str, spec: str, seed: int, estimator, npy_key: str, extent, resolution: int,
-          adaptive: bool, _clf, _plane_obj):
-    return section_on_plane(_clf, _plane_obj, extent=extent, resolution=resolution, adaptive=adaptive)
+def _grid(extent, resolution: int, adaptive: bool, plane):
+    return compute(section_on_plane, plane, extent=extent, resolution=resolution, adaptive=adaptive,
+                   what=f"the {resolution}x{resolution} cross-section")
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _inspect(mkey: str, digest: str, spec: str, seed: int, estimator, npy_key: str, a: float, b: float,
-             _clf, _plane_obj):
-    return inspect_point(_clf, _plane_obj, a, b)
+def _inspect(a: float, b: float, plane):
+    return compute(inspect_point, plane, a, b, what="the point")
 
 
 # ------------------------------------------------------------------ controls
@@ -90,7 +88,7 @@ def _npy_controls(clf):
            cols[1].file_uploader("Direction V (.npy)", type=["npy"], key="sec_npy_v")]
     if any(u is None for u in ups):
         st.info(f"Upload two .npy arrays of shape {clf.input_shape} (or {clf.dim} values) to span the plane.")
-        return None, ""
+        return None
     arrays = []
     for up in ups:
         try:
@@ -99,16 +97,12 @@ def _npy_controls(clf):
             raise GeometryError(f"{up.name} is not a plain .npy array ({type(exc).__name__}); pickled arrays are "
                                 "never loaded") from None
         arrays.append(direction_from_array(arr, clf, up.name).numpy())
-    import hashlib
-
-    key = hashlib.sha1(b"".join(a.tobytes() for a in arrays)).hexdigest()[:16]
-    return tuple(arrays), key
+    return tuple(arrays)
 
 
 # ------------------------------------------------------------------ page
 clf = current_model()
 img = current_image()
-mkey, digest = model_key(), img.digest
 _init_state()
 
 st.header("Cross-sections of the decision boundary")
@@ -142,10 +136,10 @@ with st.expander("Plane and grid settings", expanded=False):
     if need_images:
         st.markdown("**Other images** (from the held-out gallery)")
         ref1, ref2 = _other_image_controls(clf, need_two)
-    dirs, npy_key = None, ""
+    dirs = None
     if any(PLANES[c].startswith("npy") for c in choices):
         with guarded("reading the uploaded directions"):
-            dirs, npy_key = _npy_controls(clf)
+            dirs = _npy_controls(clf)
 
 seed = int(st.session_state.sec_seed)
 estimator = ESTIMATORS[st.session_state.sec_estimator]
@@ -220,7 +214,6 @@ done = 0
 # each view is drawn as soon as it is ready (the curved one waits for the curvature directions)
 for col, side, label, spec in zip(st.columns(2), SIDES, choices, specs):
     est = estimator if "curv" in spec else None  # only curved planes depend on it (keeps the cache warm)
-    key_args = (mkey, digest, spec, seed, est, npy_key if spec.startswith("npy") else "")
     with col:
         st.subheader(label)
         if spec.startswith("npy") and dirs is None:
@@ -229,12 +222,12 @@ for col, side, label, spec in zip(st.columns(2), SIDES, choices, specs):
             continue
         with guarded(f"the {side} cross-section"):
             progress.progress(done / steps, text=f"{side.title()} plane: boundary point and directions…")
-            plane = _plane(*key_args, clf, img.tensor, dirs if spec.startswith("npy") else None)
+            plane = _plane(spec, seed, est, img.tensor, dirs if spec.startswith("npy") else None)
             done += 1
             progress.progress(done / steps, text=f"{side.title()} plane: evaluating the grid…")
-            section = _grid(*key_args, extent_choice, resolution, adaptive, clf, plane)
+            section = _grid(extent_choice, resolution, adaptive, plane)
             done += 1
-            results[side] = (label, spec, plane, section, key_args)
+            results[side] = (label, spec, plane, section)
             _render(side, label, spec, section)
 progress.progress(1.0, text=f"Cross-sections ready ({time.perf_counter() - t0:.1f} s including cached results)")
 
@@ -251,10 +244,10 @@ else:
     i2.number_input("a", key="sec_inspect_a", step=0.1, format="%.4f")
     i3.number_input("b", key="sec_inspect_b", step=0.1, format="%.4f")
     side = st.session_state.sec_inspect_side
-    label, spec, plane, section, key_args = results[side]
+    label, spec, plane, section = results[side]
     a, b = float(st.session_state.sec_inspect_a), float(st.session_state.sec_inspect_b)
     with guarded("inspecting the point"):
-        pt = _inspect(*key_args, a, b, clf, plane)
+        pt = _inspect(a, b, plane)
         left, right = st.columns([1, 2])
         with left:
             st.plotly_chart(image_figure(pt.image, f"Image at a={a:.3g}, b={b:.3g}", clf.pixel_range),

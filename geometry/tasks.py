@@ -1,0 +1,96 @@
+"""Small functions the app runs as jobs in the executor's workers (the web server never runs a model).
+
+Each takes the classifier first, like every analysis, and returns plain data the server can show.
+Imports torch and geometry; never Streamlit or Plotly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class ModelFacts:
+    """What the web server needs to know about a model without running it: the facts of a
+    :class:`~geometry.classifier.Classifier`, read in a worker. Duck-types the attributes the
+    pages and image conversion use (``input_shape``, ``pixel_range``, ``class_names``, ...)."""
+
+    name: str
+    input_shape: tuple
+    class_names: list
+    pixel_range: tuple
+    dataset: str | None
+    card: dict
+    device: Any
+    dtype: Any
+    piecewise_linear: bool | None
+    parameters: int = 0
+
+    @property
+    def dim(self) -> int:
+        n = 1
+        for s in self.input_shape:
+            n *= int(s)
+        return n
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def pixel_span(self) -> float:
+        return self.pixel_range[1] - self.pixel_range[0]
+
+    def describe(self) -> str:
+        return (f"{self.name}: input {self.input_shape}, pixels in [{self.pixel_range[0]:g}, "
+                f"{self.pixel_range[1]:g}], {self.num_classes} classes, {self.device.type}, "
+                f"{str(self.dtype).replace('torch.', '')}, {self.parameters:,} parameters")
+
+
+def model_facts(clf) -> ModelFacts:
+    """The facts of a loaded classifier (a job: ``Job(model_facts, ref)``)."""
+    return ModelFacts(clf.name, tuple(clf.input_shape), list(clf.class_names), tuple(clf.pixel_range), clf.dataset,
+                      dict(clf.card), clf.device, clf.dtype, clf.piecewise_linear,
+                      sum(p.numel() for p in clf.module.parameters()))
+
+
+def probabilities(clf, x):
+    """Class probabilities of a batch (a job for the app: the server never runs a model)."""
+    return clf.probabilities(x).cpu()
+
+
+def predict(clf, x):
+    """Predicted labels of a batch."""
+    return clf.predict(x).cpu()
+
+
+def verification_mode(clf, verification):
+    """The segment check ``geometry.paths.connecting_path`` would use: "bound", "local" or a slope."""
+    from .paths import resolve_verification
+
+    return resolve_verification(clf, verification)[0]
+
+
+def path_walk(clf, path, steps: int = 41):
+    """Points evenly spaced along a connecting path and the model's probabilities there."""
+    s, pts = path.along(steps)
+    return s, pts.cpu(), clf.probabilities(pts).cpu().numpy()
+
+
+def held_out_vulnerability(clf, S, images: int, draws: int, progress=None):
+    """Both vulnerability experiments of S on the first ``images`` held-out images."""
+    from .subspace import dataset_images
+    from .vulnerability import vulnerability
+
+    x, _ = dataset_images(clf, images, split="held_out")
+    return vulnerability(clf, S, x, draws=draws, progress=progress)
+
+
+def held_out_detector_evaluation(clf, detector, skip: int, images: int, sizes: tuple, progress=None):
+    """The detector's ROC on ``images`` held-out images after the first ``skip`` (used to calibrate it)."""
+    from .detection import evaluate_detector
+    from .subspace import dataset_images
+
+    x, y = dataset_images(clf, skip + images, split="held_out")
+    return evaluate_detector(clf, detector, x[skip:], y[skip:], sizes=sizes, progress=progress)
