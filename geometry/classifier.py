@@ -29,13 +29,66 @@ SMOOTH_ACTIVATIONS = (nn.Softplus, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.ELU
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"`` -> CUDA when available, else CPU; anything else is taken as given."""
+    """``None``/``"auto"`` -> CUDA when available, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` are taken as given
+    (and checked); anything else is refused."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    text = str(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise GeometryError(f"device {text[:40]!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise GeometryError(f"device {text[:40]!r} is not supported; use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GeometryError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu or auto")
+        raise GeometryError(f"device {text[:40]!r} was requested but no CUDA GPU is available; use --device cpu "
+                            "or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise GeometryError(f"device {text[:40]!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
+                            "GPU(s), numbered from 0")
     return dev
+
+
+PROBE_BATCH = 2
+
+
+def probe_logits(module: nn.Module, input_shape, pixel_range, device, dtype, num_classes: int | None = None) -> int:
+    """Run ``module`` on a probe batch of two different in-range images and check it behaves like a classifier:
+    a floating-point tensor of shape (2, L), L >= 2 (= ``num_classes`` when given), finite. Returns L.
+
+    Two images, not one: a model whose batch dimension does not follow its input (always one row, say)
+    passes a batch of one and breaks every analysis later."""
+    lo, hi = float(pixel_range[0]), float(pixel_range[1])
+    x = torch.empty((PROBE_BATCH, *input_shape), device=device, dtype=dtype)
+    x[0].fill_(lo + 0.25 * (hi - lo))
+    x[1].fill_(lo + 0.75 * (hi - lo))
+    try:
+        with torch.no_grad():
+            out = module(x)
+    except Exception as exc:  # the model itself failed: name the shape we fed
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise GeometryError(f"the model failed on an input of shape {tuple(x.shape)} ({type(exc).__name__}"
+                            f"{': ' + detail if detail else ''}); check --input-shape") from None
+    if not isinstance(out, torch.Tensor):
+        raise GeometryError(f"the model returned {type(out).__name__}, not a tensor of logits; "
+                            "a classifier must return a (batch, classes) tensor")
+    if out.dim() != 2:
+        raise GeometryError(f"the model returned shape {tuple(out.shape)} for a batch of {PROBE_BATCH} images; a "
+                            "classifier must return (batch, classes) logits: it is not a classifier")
+    if out.shape[0] != PROBE_BATCH:
+        raise GeometryError(f"the model returned {out.shape[0]} row(s) of logits for a batch of {PROBE_BATCH} images; "
+                            "its batch dimension must follow the input (one row of logits per image)")
+    if not out.is_floating_point():
+        raise GeometryError(f"the model returns {str(out.dtype).replace('torch.', '')} logits; a classifier must "
+                            "return floating-point logits (e.g. float32), not labels or counts")
+    if out.shape[1] < 2:
+        raise GeometryError(f"the model outputs {out.shape[1]} logit(s); a classifier needs at least 2 classes")
+    if num_classes is not None and out.shape[1] != num_classes:
+        raise GeometryError(f"the model outputs {out.shape[1]} logits but {num_classes} class names were "
+                            "given; fix --classes or the sidecar's class_names")
+    if not torch.isfinite(out).all():
+        raise GeometryError("the model returned NaN or infinite logits on mid-range images")
+    return int(out.shape[1])
 
 
 class Normalize(nn.Module):
@@ -209,25 +262,6 @@ class Classifier:
         return x.clamp(*self.pixel_range)
 
     def check_output(self) -> None:
-        """Run one forward pass on a mid-grey image and check logits have shape (1, L) and are finite."""
-        lo, hi = self.pixel_range
-        x = torch.full((1, *self.input_shape), (lo + hi) / 2, device=self.device, dtype=self.dtype)
-        try:
-            with torch.no_grad():
-                out = self.module(x)
-        except Exception as exc:  # the model itself failed: name the shape we fed
-            raise GeometryError(f"the model failed on an input of shape {tuple(x.shape)} ({type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0][:200]}); check --input-shape") from None
-        if not isinstance(out, torch.Tensor):
-            raise GeometryError(f"the model returned {type(out).__name__}, not a tensor of logits; "
-                                "a classifier must return a (batch, classes) tensor")
-        if out.dim() != 2 or out.shape[0] != 1:
-            raise GeometryError(f"the model returned shape {tuple(out.shape)} for one image; a classifier must "
-                                "return (batch, classes) logits")
-        if out.shape[1] != self.num_classes:
-            raise GeometryError(f"the model outputs {out.shape[1]} logits but {self.num_classes} class names were "
-                                "given; fix --classes or the sidecar's class_names")
-        if out.shape[1] < 2:
-            raise GeometryError("the model outputs a single logit; a classifier needs at least 2 classes")
-        if not torch.isfinite(out).all():
-            raise GeometryError("the model returned NaN or infinite logits on a mid-grey image")
+        """Probe the model with a batch of two in-range images (see :func:`probe_logits`): floating-point logits of
+        shape (2, num_classes), at least two classes, finite."""
+        probe_logits(self.module, self.input_shape, self.pixel_range, self.device, self.dtype, self.num_classes)

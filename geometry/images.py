@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import limits
 from .classifier import Classifier
 from .data import DATASETS, held_out
 from .errors import ImageError
 
-MAX_IMAGE_BYTES = 20 * 2**20
-MAX_IMAGE_PIXELS = 40_000_000
+MAX_IMAGE_BYTES = limits.IMAGE_BYTES.default      # the defaults; the limits in force come from geometry.limits
+MAX_IMAGE_PIXELS = limits.IMAGE_PIXELS.default
+IMAGE_FORMATS = ("PNG", "JPEG")                   # the only decoders PIL may use on an upload
 DIGIT_DATASETS = ("mnist", "digits")
 
 
@@ -91,18 +93,74 @@ def _array_to_pil(a: np.ndarray):
 
 
 def _open_pil(data: bytes, name: str):
+    """Decode a PNG/JPEG after checking width x height from its header against the image-pixel limit."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{name} is not a readable PNG or JPEG image ({exc.__class__.__name__}); upload a PNG/JPEG "
-                         "file or a .npy array") from None
-    except Image.DecompressionBombError:
-        raise ImageError(f"{name} has too many pixels (limit {MAX_IMAGE_PIXELS:,}); resize it first") from None
+    limit = limits.max_image_pixels()
+    bad = (f"{name} is not a readable PNG or JPEG image", "; upload a PNG/JPEG file or a .npy array")
+    with warnings.catch_warnings():
+        # PIL warns above its own MAX_IMAGE_PIXELS and refuses only at twice it: we check the exact limit ourselves
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # reads the header only
+        except Image.DecompressionBombError:
+            raise ImageError(f"{name} has more pixels than the image-pixel limit of {limit:,}; resize it first "
+                             f"(or raise the limit deliberately with {limits.IMAGE_PIXELS.env})") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise ImageError(f"{bad[0]} ({exc.__class__.__name__}){bad[1]}") from None
+        width, height = img.size
+        if width * height > limit:
+            raise ImageError(f"{name} is {width:,} x {height:,} = {width * height:,} pixels; the image-pixel limit is "
+                             f"{limit:,} pixels (resize it first, or raise the limit deliberately with "
+                             f"{limits.IMAGE_PIXELS.env})")
+        saved = Image.MAX_IMAGE_PIXELS
+        try:
+            Image.MAX_IMAGE_PIXELS = max(limit, width * height)
+            img.load()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise ImageError(f"{bad[0]} ({exc.__class__.__name__}){bad[1]}") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
     return img
+
+
+def _npy_header(data: bytes, name: str, clf: Classifier) -> None:
+    """Check a .npy header before NumPy allocates anything: a plain real numeric dtype, no pickled objects, and as
+    many elements as the model's input (NumPy would otherwise allocate the declared shape before reading)."""
+    from numpy.lib import format as npformat
+
+    f = io.BytesIO(data)
+    try:
+        version = npformat.read_magic(f)
+        if version == (1, 0):
+            shape, _fortran, dtype = npformat.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            shape, _fortran, dtype = npformat.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except ValueError as exc:
+        raise ImageError(f"{name} is not a plain .npy array ({str(exc).splitlines()[0][:120]}); pickled arrays are "
+                         "never loaded") from None
+    if dtype.hasobject:
+        raise ImageError(f"{name} holds Python objects (dtype {dtype}); pickled arrays are never loaded: save a "
+                         "numeric array")
+    if dtype.names is not None or dtype.subdtype is not None:
+        raise ImageError(f"{name} holds a structured array (dtype {dtype}); save a plain numeric array")
+    if np.issubdtype(dtype, np.complexfloating):
+        raise ImageError(f"{name} holds complex numbers (dtype {dtype}); pixels are real: save the real part "
+                         "(np.real) if that is what you mean")
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or dtype == np.bool_):
+        raise ImageError(f"{name} holds {dtype} data; it must be a numeric array")
+    count = int(np.prod(shape, dtype=object)) if shape else 1
+    if count != clf.dim:
+        raise ImageError(f"{name} has shape {tuple(shape)}; the model expects {clf.input_shape} (or (H, W) for one "
+                         "channel, or (H, W, C))")
+    need = count * dtype.itemsize
+    have = len(data) - f.tell()
+    if have < need:
+        raise ImageError(f"{name} declares {need:,} bytes of data but holds {have:,}; it is truncated")
 
 
 def _center_digit(gray: np.ndarray, side: int) -> tuple[np.ndarray, str]:
@@ -174,8 +232,14 @@ def convert_pil(img, clf: Classifier, digit_like: bool | None = None, source: st
 
 def convert_array(arr: np.ndarray, clf: Classifier, source: str = "array") -> ImageInput:
     """Check a NumPy array against the model's input and return it as a tensor."""
+    arr = np.asarray(arr)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise ImageError(f"{source} holds {arr.dtype} data; it must be a numeric array")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ImageError(f"{source} holds complex numbers (dtype {arr.dtype}); pixels are real: pass the real part "
+                         "(np.real) if that is what you mean")
     steps = []
     shape = clf.input_shape
     a = np.asarray(arr)
@@ -220,6 +284,11 @@ def parse_gallery_ref(ref: str) -> tuple[str | None, int, int]:
     raise ImageError(f"gallery reference {ref!r} must look like gallery:CLASS:INDEX or gallery:DATASET:CLASS:INDEX")
 
 
+def _too_big(name: str, max_bytes: int) -> ImageError:
+    return ImageError(f"{name} is larger than the image-file limit of {max_bytes:,} bytes ({max_bytes / 2**20:g} MiB; "
+                      f"raise it deliberately with {limits.IMAGE_BYTES.env})")
+
+
 def load_image(src: str | Path | bytes, clf: Classifier, name: str | None = None) -> ImageInput:
     """An image for ``clf`` from a gallery reference, a PNG/JPEG/.npy path, or uploaded bytes (give ``name``)."""
     if isinstance(src, str) and src.startswith("gallery:"):
@@ -227,6 +296,7 @@ def load_image(src: str | Path | bytes, clf: Classifier, name: str | None = None
         if dataset is not None and dataset not in DATASETS:
             raise ImageError(f"unknown gallery dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
         return gallery_image(clf, cls, index, dataset)
+    max_bytes = limits.max_image_bytes()
     if isinstance(src, (bytes, bytearray)):
         data, name = bytes(src), name or "upload"
     else:
@@ -234,14 +304,17 @@ def load_image(src: str | Path | bytes, clf: Classifier, name: str | None = None
         name = name or path.name
         if not path.exists():
             raise ImageError(f"image file {str(path)!r} does not exist; give a PNG/JPEG/.npy path or gallery:CLASS:INDEX")
-        if path.stat().st_size > MAX_IMAGE_BYTES:
-            raise ImageError(f"{name} is larger than {MAX_IMAGE_BYTES // 2**20} MiB")
+        if not path.is_file():
+            raise ImageError(f"{str(path)!r} is not a file; give a PNG/JPEG/.npy path or gallery:CLASS:INDEX")
+        if path.stat().st_size > max_bytes:
+            raise _too_big(name, max_bytes)
         data = path.read_bytes()
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ImageError(f"{name} is larger than {MAX_IMAGE_BYTES // 2**20} MiB")
+    if len(data) > max_bytes:
+        raise _too_big(name, max_bytes)
     if len(data) == 0:
         raise ImageError(f"{name} is empty")
     if name.lower().endswith(".npy") or data[:6] == b"\x93NUMPY":
+        _npy_header(data, name, clf)
         try:
             arr = np.load(io.BytesIO(data), allow_pickle=False)
         except ValueError as exc:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..classifier import Classifier
+from .. import limits
+from ..classifier import Classifier, pick_device
 from ..errors import GeometryError
 from ..images import ImageInput, load_image
-from ..loading import load_classifier
+from ..loading import load_classifier, read_class_file
 from ..zoo import DEFAULT_MODEL
 
 
@@ -24,8 +27,14 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--classes", help="comma-separated class names, or a .txt/.json file of names")
     g.add_argument("--architecture", help="architecture for a state dict: lenet, mlp, or a torchvision name")
     g.add_argument("--sidecar", help="JSON with input_shape, pixel_range, class_names, mean, std, architecture")
-    g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     g.add_argument("--float64", action="store_true", help="compute in float64")
+    g.add_argument("--max-input-elements", type=int, default=None, metavar="N",
+                   help=f"refuse inputs with more than N elements (C*H*W; default {limits.INPUT_ELEMENTS.default:,} "
+                        f"or ${limits.INPUT_ELEMENTS.env})")
+    g.add_argument("--max-parameters", type=int, default=None, metavar="N",
+                   help=f"refuse models with more than N parameters (default {limits.PARAMETERS.default:,} or "
+                        f"${limits.PARAMETERS.env})")
 
 
 def add_image_arguments(p: argparse.ArgumentParser, flag: str = "--image", default: str | None = "gallery:0:0") -> None:
@@ -34,10 +43,84 @@ def add_image_arguments(p: argparse.ArgumentParser, flag: str = "--image", defau
                         + (f"; default {default}" if default else ""))
 
 
+def _classes_arg(text: str | None):
+    """``--classes``: comma-separated names, or a .txt/.json file of names."""
+    if text and Path(text).suffix in (".txt", ".json") and Path(text).is_file():
+        return read_class_file(text)
+    return text
+
+
 def model_from_args(args) -> Classifier:
     return load_classifier(args.model, input_shape=args.input_shape, pixel_range=args.pixel_range,
-                           class_names=args.classes, architecture=args.architecture, sidecar=args.sidecar,
-                           device=args.device, dtype=torch.float64 if args.float64 else torch.float32)
+                           class_names=_classes_arg(args.classes), architecture=args.architecture,
+                           sidecar=args.sidecar, device=args.device,
+                           dtype=torch.float64 if args.float64 else torch.float32,
+                           max_input_elements=getattr(args, "max_input_elements", None),
+                           max_parameters=getattr(args, "max_parameters", None))
+
+
+def check_save_path(path: str | None, option: str = "--save", suffix: str = ".npz") -> None:
+    """Refuse, before any work, a ``--save`` target that cannot be written: wrong suffix, a missing or unwritable
+    folder, or an existing folder/special file in its place."""
+    if not path:
+        return
+    p = Path(path)
+    if p.suffix != suffix:
+        raise GeometryError(f"{option} must name a {suffix} file, got {path!r}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise GeometryError(f"folder {str(parent)!r} for {option} does not exist; create it first")
+    if p.exists() and not p.is_file():
+        raise GeometryError(f"{option} {path!r} exists and is not a regular file")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise GeometryError(f"{option} {path!r} cannot be written (no permission)")
+
+
+def check_out_folder(path: str | None, option: str = "--out") -> None:
+    """Refuse, before any work, an output folder that is an existing file or sits where nothing can be created."""
+    if not path:
+        return
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise GeometryError(f"{option} {path!r} is an existing file, not a folder; give a folder for the report")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise GeometryError(f"{option} {path!r} is a folder this user cannot write to")
+        return
+    ancestor = p.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise GeometryError(f"{option} {path!r} cannot be created: {str(ancestor)!r} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise GeometryError(f"{option} {path!r} cannot be created: {str(ancestor)!r} is not writable")
+
+
+def positive(value, option: str, integer: bool = False, allow_zero: bool = False) -> None:
+    """Refuse a non-positive (or non-finite) option value with one line naming the option."""
+    if value is None:
+        return
+    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        kind = "integer" if integer else "number"
+        raise GeometryError(f"{option} must be a {'non-negative' if allow_zero else 'positive'} {kind}, got {value}")
+
+
+def validate_common(args) -> None:
+    """Checks shared by every sub-command, run before the model is loaded: the device, the limits, ``--save``."""
+    if getattr(args, "device", None) is not None:
+        pick_device(args.device)
+    if getattr(args, "max_input_elements", None) is not None:
+        limits.max_input_elements(args.max_input_elements)
+    if getattr(args, "max_parameters", None) is not None:
+        limits.max_parameters(args.max_parameters)
+    limits.max_input_elements()
+    limits.max_parameters()
+    if getattr(args, "save", None):
+        check_save_path(args.save)
+    if getattr(args, "sidecar", None) and not Path(args.sidecar).is_file():
+        raise GeometryError(f"--sidecar {args.sidecar!r} does not exist; give a JSON file with keys such as "
+                            "input_shape")
 
 
 def image_from_args(args, clf: Classifier, flag: str = "image") -> ImageInput:
@@ -51,11 +134,8 @@ def save_npz(path: str | None, **arrays) -> str | None:
     """Write arrays (tensors are moved to NumPy) to ``path`` (.npz); returns the path written."""
     if not path:
         return None
+    check_save_path(path)
     p = Path(path)
-    if p.suffix != ".npz":
-        raise GeometryError(f"--save must name a .npz file, got {path!r}")
-    if p.parent and not p.parent.exists():
-        raise GeometryError(f"folder {str(p.parent)!r} for --save does not exist")
     out = {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
            for k, v in arrays.items() if v is not None}
     np.savez_compressed(p, **out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..boundary import boundary_point
 from ..curvature import principal_curvatures
 from ..errors import GeometryError
-from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args, save_npz
+from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args, positive, save_npz
 from .deepfool import add_target_argument, parse_target
 
 HELP = "principal curvatures (signed) of the decision boundary at the image's boundary point"
@@ -31,11 +31,19 @@ def add_arguments(p):
     p.add_argument("--save", help="write the boundary point, curvatures and directions to this .npz file")
 
 
-def run(args) -> dict:
-    clf = model_from_args(args)
-    img = image_from_args(args, clf)
+def validate(args) -> None:
     if args.step is not None and args.estimator != "fd":
         raise GeometryError("--step is the finite-difference step; use it with --estimator fd")
+    positive(args.step, "--step")
+    positive(args.k, "--k", integer=True)
+    positive(args.tol, "--tol")
+    positive(args.max_iter, "--max-iter", integer=True)
+
+
+def run(args) -> dict:
+    validate(args)
+    clf = model_from_args(args)
+    img = image_from_args(args, clf)
     target = parse_target(args.target, clf)
     b = boundary_point(clf, img.tensor, target=target)
     res = principal_curvatures(clf, img.tensor, estimator=args.estimator, step=args.step, k=args.k, boundary=b,

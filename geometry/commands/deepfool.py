@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..boundary import ATTACK_OVERSHOOT, BOUNDARY_TOL, DEFAULT_CANDIDATES, boundary_point, deepfool
 from ..errors import GeometryError
-from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args, save_npz
+from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args, positive, save_npz
 
 HELP = "DeepFool: minimal L2 perturbation to the nearest decision boundary (attack, or a point on the boundary)"
 
@@ -46,6 +46,13 @@ def add_arguments(p):
     p.add_argument("--tol", type=float, default=BOUNDARY_TOL,
                    help=f"logit tolerance of --on-boundary (default {BOUNDARY_TOL})")
     p.add_argument("--save", help="write the point and perturbation to this .npz file")
+
+
+def validate(args) -> None:
+    positive(args.candidates, "--candidates", integer=True)
+    positive(args.max_iter, "--max-iter", integer=True)
+    positive(args.overshoot, "--overshoot", allow_zero=True)
+    positive(args.tol, "--tol")
 
 
 def run(args) -> dict:

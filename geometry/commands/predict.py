@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args
+from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args, positive
 
 HELP = "classify one image: label, class name and top-k probabilities"
 
@@ -11,6 +11,10 @@ def add_arguments(p):
     add_model_arguments(p)
     add_image_arguments(p)
     p.add_argument("--top", type=int, default=5, help="how many classes to list (default 5)")
+
+
+def validate(args) -> None:
+    positive(args.top, "--top", integer=True)
 
 
 def run(args) -> dict:

@@ -7,8 +7,8 @@ from pathlib import Path
 from ..errors import GeometryError
 from ..report import REPRODUCE_DEFAULTS as D
 from ..report import run_reproduction, summary_row, verdicts, write_report
-from ._common import add_model_arguments, model_from_args
-from .subspace import add_subspace_arguments, cache_arg, stderr_progress
+from ._common import add_model_arguments, check_out_folder, model_from_args
+from .subspace import add_subspace_arguments, cache_arg, stderr_progress, validate_subspace_arguments
 
 HELP = "run the paper's experiments (curvature, S, vulnerability, detector) and write a Markdown + HTML report"
 
@@ -48,12 +48,24 @@ def add_arguments(p):
     g.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
-def run(args) -> dict:
+def validate(args) -> None:
     for name in ("curvature_images", "curvature_k", "images", "draws", "calibration_images", "evaluation_images"):
         if getattr(args, name) < 1:
             raise GeometryError(f"--{name.replace('_', '-')} must be a positive integer")
+    if args.connectivity_pairs < 0:
+        raise GeometryError(f"--connectivity-pairs must be 0 or more, got {args.connectivity_pairs}")
+    if not 0 < args.fpr < 1:
+        raise GeometryError(f"--fpr must be a rate strictly between 0 and 1, got {args.fpr}")
+    _sizes(args.sizes)
+    check_out_folder(args.out)
+    validate_subspace_arguments(args)
+
+
+def run(args) -> dict:
+    validate(args)
     clf = model_from_args(args)
     out = Path(args.out) if args.out else Path("reports") / clf.name
+    check_out_folder(str(out))
     progress = stderr_progress(not args.quiet)
     rep = run_reproduction(clf, subspace_images=args.subspace_images, m=args.m, estimator=args.estimator,
                            step=args.step, seed=args.seed, curvature_images=args.curvature_images,

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import GeometryError
 from ..images import load_image
-from ..sections import DEFAULT_PLANE, DEFAULT_RESOLUTION, EXTENT_FACTOR, cross_section, label_map_text
+from ..sections import DEFAULT_PLANE, DEFAULT_RESOLUTION, EXTENT_FACTOR, _check_grid_args, cross_section, label_map_text
 from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args, save_npz
 
 HELP = "2-D cross-section of the decision regions in a plane through an image: label map, margins, range flags"
@@ -34,11 +34,16 @@ def add_arguments(p):
     p.add_argument("--save", metavar="PATH.npz", help="write labels, margins, masks, axes, plane vectors and points")
 
 
-def run(args) -> dict:
-    clf = model_from_args(args)
-    img = image_from_args(args, clf)
+def validate(args) -> None:
     if args.resolution is None or args.resolution < 3:
         raise GeometryError(f"--resolution must be an integer >= 3, got {args.resolution}")
+    _check_grid_args(args.extent, args.resolution)
+
+
+def run(args) -> dict:
+    validate(args)
+    clf = model_from_args(args)
+    img = image_from_args(args, clf)
     sec = cross_section(clf, img.tensor, args.plane, extent=args.extent, resolution=args.resolution,
                         adaptive=args.adaptive, seed=args.seed,
                         image_loader=lambda ref: load_image(ref, clf).tensor)

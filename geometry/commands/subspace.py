@@ -6,6 +6,7 @@ Also home of the S options every vulnerability command shares
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -56,10 +57,17 @@ def cache_arg(args):
     return False if getattr(args, "no_cache", False) else args.cache_dir
 
 
-def subspace_from_args(args, clf, progress=None):
+def validate_subspace_arguments(args) -> None:
+    """The S options, checked before the model is loaded."""
     for name in ("subspace_images", "m"):
         if getattr(args, name) < 1:
             raise GeometryError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    if args.step is not None and not (math.isfinite(args.step) and args.step > 0):
+        raise GeometryError(f"--step must be a positive number, got {args.step}")
+
+
+def subspace_from_args(args, clf, progress=None):
+    validate_subspace_arguments(args)
     return model_subspace(clf, images=args.subspace_images, m=args.m, signs=args.signs, estimator=args.estimator,
                           step=args.step, seed=args.seed, cache=cache_arg(args), recompute=args.recompute,
                           progress=progress)
@@ -69,6 +77,10 @@ def add_arguments(p):
     add_model_arguments(p)
     add_subspace_arguments(p)
     p.add_argument("--save", help="also write S to this .npz (basis (d, m), directions as images, eigenvalues)")
+
+
+def validate(args) -> None:
+    validate_subspace_arguments(args)
 
 
 def run(args) -> dict:
