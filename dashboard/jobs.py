@@ -23,6 +23,14 @@ from geometry.executor import Job, JobFailed, ModelRef, executor_from_env, finge
 
 RESULTS_KEPT = 256
 POLL_S = 0.2
+# A failed job (bad model, time or memory limit) is remembered this long, so every rerun of a page
+# (any click) does not resubmit a 60-second failure; after it, the same request is tried again.
+FAILURES_KEPT_S = 300.0
+
+
+class _Failure:
+    def __init__(self, error: Exception):
+        self.error, self.at = error, time.monotonic()
 
 
 class _Store:
@@ -35,10 +43,16 @@ class _Store:
         self.waiters: collections.Counter = collections.Counter()
 
     def get(self, key):
+        """(True, result) for a stored result; raises a remembered failure; (False, None) otherwise."""
         with self.lock:
             if key in self.results:
                 self.results.move_to_end(key)
-                return True, self.results[key]
+                value = self.results[key]
+                if not isinstance(value, _Failure):
+                    return True, value
+                if time.monotonic() - value.at < FAILURES_KEPT_S:
+                    raise value.error
+                del self.results[key]
         return False, None
 
     def put(self, key, value) -> None:
@@ -100,8 +114,13 @@ def compute(fn, *args, what: str = "the analysis", model: ModelRef | None | bool
                 with store.lock:
                     if store.inflight.get(key) is f:
                         del store.inflight[key]
-                if not f.cancelled() and f.exception() is None:
+                if f.cancelled():
+                    return
+                err = f.exception()
+                if err is None:
                     store.put(key, f.result())
+                elif not (isinstance(err, JobFailed) and err.kind == "queue"):
+                    store.put(key, _Failure(err))
 
             fut.add_done_callback(_done)
         store.waiters[key] += 1

@@ -102,7 +102,7 @@ results = {}
 boundary = None
 t0 = time.perf_counter()
 with guarded("finding the boundary point and its curvatures"):
-    with st.status("Computing the boundary point and curvatures…", expanded=False) as status:
+    with st.status("Computing the boundary point and curvatures…", expanded=True) as status:
         bar = st.progress(0.0, text="Boundary point (DeepFool + bisection)…")
         boundary = _boundary(target, img.tensor)
         for i, est in enumerate(estimators):
@@ -111,7 +111,7 @@ with guarded("finding the boundary point and its curvatures"):
             results[est] = _curvature(target, est, step if est == "fd" else None, k, full, img.tensor, boundary)
         bar.progress(1.0, text="Done")
         status.update(label=f"Boundary point and curvatures ready ({time.perf_counter() - t0:.1f} s including cached "
-                            "results)", state="complete")
+                            "results)", state="complete", expanded=False)
 
 if boundary is not None:
     b = boundary

@@ -164,11 +164,12 @@ with guarded("finding the path"):
     x2, desc2 = _second_end(clf, img, label, counts)
     st.caption(f"Second end: {desc2}.")
     mode_used = compute(verification_mode, verification, what="the verification mode")
-    with st.status("Searching for a path…", expanded=False) as status:
+    with st.status("Searching for a path…", expanded=True) as status:
         t0 = time.perf_counter()
         path = _path(max_anchors, verification, overshoot, img.tensor.to(clf.dtype), x2.to(clf.dtype).cpu())
         status.update(label=f"Path search done ({time.perf_counter() - t0:.1f} s, {path.evaluations:,} model "
-                            f"evaluations; check: {path.statistics['guarantee']})", state="complete")
+                            f"evaluations; check: {path.statistics['guarantee']})", state="complete",
+                      expanded=False)
 
 if path is not None:
     st_ = path.statistics
@@ -220,9 +221,10 @@ if path is not None:
 
     st.subheader("The path in the plane of the chord and its largest deviation")
     with guarded("evaluating the plane"):
-        with st.status("Evaluating the class regions in the plane…", expanded=False) as status:
+        with st.status("Evaluating the class regions in the plane…", expanded=True) as status:
             plane = _plane(resolution, path)
-            status.update(label=f"Plane ready ({plane.section.evaluations:,} model evaluations)", state="complete")
+            status.update(label=f"Plane ready ({plane.section.evaluations:,} model evaluations)", state="complete",
+                          expanded=False)
         if pos is not None:
             pl_s = path.arc_positions()
             kk = min(int(np.searchsorted(pl_s, pos, side="right")) - 1, len(pl_s) - 2)
