@@ -1,4 +1,4 @@
-"""Connectivity of classification regions: verified piecewise-linear paths (SCIENCE.md section 1).
+"""Connectivity of classification regions: piecewise-linear paths, proven or sampled (SCIENCE.md section 1).
 
 Two images ``x1, x2`` of one predicted class ``i`` are *connected* when a continuous
 path from one to the other stays in the region ``R_i = {x : k(x) = i}``. We look
@@ -29,21 +29,28 @@ interval satisfies it (the segment passes), a sample has another label (it fails
 label change was found), an interval is shorter than ``min_step`` or the segment has
 used ``max_samples`` points (it fails: unresolved). So the step is adaptive: about
 ``2 * margin / L`` in L2, fine where the margin is small and coarse where it is large.
+The computed values differ from the exact ones by rounding; :func:`check_segments` says
+how that is bounded (rigorously for plain chains, in float64 where float32 is too coarse).
 
-What bounds ``L_j``:
+What bounds ``L_j``, and what a passed check means (``ConnectingPath.guarantee``):
 
 - ``"bound"``: a Lipschitz constant of ``f_i - f_j`` derived from the weights
-  (:func:`margin_lipschitz_bound`: product of exact layer operator norms -- SVD for
-  linear layers, the Fourier bound of Sedghi et al. 2019 for convolutions -- and the
-  activations' largest slopes; the last layer contributes ``|w_i - w_j|``). Then no label
-  change can hide between samples: a passed segment lies in ``R_i`` (up to the
-  floating-point tolerance written in :func:`check_segments`). Available for plain
-  ``nn.Sequential`` chains of known layers (all bundled models).
+  (:func:`geometry.lipschitz.margin_lipschitz_bound`: product of exact layer operator
+  norms -- SVD for linear layers, the Fourier bound of Sedghi et al. 2019 for
+  convolutions -- and the activations' largest slopes; the last layer contributes
+  ``|w_i - w_j|``), with the rounding of the forward pass bounded too. A segment that
+  passes is **proven** to lie in ``R_i`` of the network the weights define. Available for
+  plain ``nn.Sequential`` chains of known layers (all bundled models).
 - ``"local"``: ``L_j = safety * (steepest slope of g_j between adjacent samples of this
-  segment)``. This is a sampled check, not a proof: it is exact when the slope along the
-  segment never exceeds ``safety`` times the steepest slope seen on the grid.
+  segment)``. This is a **sampled** check, not a proof: it is right when the slope along the
+  segment never exceeds ``safety`` times the steepest slope seen on the grid; a thin
+  slab of another class between two samples goes unseen.
 - ``"auto"`` (default): ``"bound"`` when the model allows it, else ``"local"``.
-- a number: that slope bound for every class (a guarantee if it is a true Lipschitz bound).
+- a number: that slope bound for every class (**given_bound**: a proof if it really bounds
+  the slopes along the path).
+
+``verified`` is True only for ``proven`` and ``given_bound`` paths; a path that passed only
+sampled checks is ``connected`` but not ``verified`` (:data:`GUARANTEES`).
 
 Imports torch and numpy (and :mod:`geometry.boundary` for DeepFool); never Streamlit
 or Plotly.
@@ -53,7 +60,6 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -61,8 +67,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .classifier import Classifier, Normalize
+from .classifier import Classifier
 from .errors import ConvergenceError, GeometryError
+from .lipschitz import ACTIVATION_SLOPES, LipschitzBound, _conv_norm, _leaves, _pool_norm, margin_lipschitz_bound
+
+# the Lipschitz bound moved to geometry.lipschitz; these names stay importable from here
+_REEXPORTED = (ACTIVATION_SLOPES, _conv_norm, _leaves, _pool_norm)
 
 PROJECTION_OVERSHOOT = 0.02  # targeted DeepFool overshoot when a midpoint is moved back into the region
 # After DeepFool, an anchor is pushed to a first-order distance of at least ANCHOR_DEPTH_C * sqrt(d) * pixel_span
@@ -77,14 +87,25 @@ DEFAULT_MAX_SAMPLES = 20_000
 CHORD_SAMPLES = 256
 MAX_PIECES = 64  # most pieces one interval is cut into in one refinement round
 VERIFICATION_MODES = ("auto", "bound", "local")
-VERIFICATION_RULE = ("interval [s, s'] of length D passes when g_j(s) + g_j(s') > L_j * (D + 2*delta) + 2*tol for "
-                     "every class j != i, where g_j = f_i - f_j, L_j bounds the slope of g_j, delta the rounding of "
-                     "sample coordinates and tol the rounding of the logits")
+VERIFICATION_RULE = ("interval [s, s'] of length D passes when g_j(s) + g_j(s') > L_j * (D + 2*delta) + tol_j(s) + "
+                     "tol_j(s') for every class j != i, where g_j = f_i - f_j, L_j bounds the slope of g_j, delta the "
+                     "rounding of sample coordinates and tol_j(s) bounds the rounding error of the computed g_j(s)")
+GUARANTEES = {
+    "proven": "every segment passed the check with the weight-derived Lipschitz bound and the rounding of the "
+              "forward pass bounded: the path lies in the region of the network the weights define",
+    "given_bound": "every segment passed the check with the given slope bound: a proof if that number bounds the "
+                   "slope of every logit difference along the path",
+    "sampled": "every segment passed on its samples, not proven: a label change between samples is not excluded",
+    "none": "no path was found",
+}
+"""Values of ``ConnectingPath.guarantee`` (a short machine value; the sentence is ``guarantee_text``)."""
 
 
 # ------------------------------------------------------------------ counting
 class _Counted(nn.Module):
     """Counts images through the model (and those with autograd on), for ``evaluations``."""
+
+    _transparent = True  # geometry.lipschitz.unwrap sees through it
 
     def __init__(self, inner: nn.Module):
         super().__init__()
@@ -106,179 +127,23 @@ def _counted(clf: Classifier) -> tuple[Classifier, _Counted]:
                       clf.card), wrapper
 
 
-# ------------------------------------------------------------------ Lipschitz bound
-# Largest slope of each elementwise activation (checked numerically in tests/test_paths.py).
-ACTIVATION_SLOPES = {nn.ReLU: 1.0, nn.ReLU6: 1.0, nn.Hardtanh: 1.0, nn.Tanh: 1.0, nn.Softplus: 1.0,
-                     nn.Sigmoid: 0.25, nn.GELU: 1.1290, nn.SiLU: 1.0999, nn.Mish: 1.0886}
-_IDENTITY = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Flatten)
-
-
-@dataclass
-class LipschitzBound:
-    """``pairwise[i, j]`` bounds the L2 Lipschitz constant of ``f_i - f_j`` on all of input space."""
-
-    pairwise: np.ndarray
-    layers: list[tuple[str, float]]
-
-    @property
-    def max(self) -> float:
-        return float(self.pairwise.max())
-
-
-_bound_cache: "weakref.WeakKeyDictionary[nn.Module, object]" = weakref.WeakKeyDictionary()
-
-
-def _leaves(module: nn.Module) -> list[nn.Module] | None:
-    if type(module) is nn.Sequential:
-        out = []
-        for m in module:
-            sub = _leaves(m)
-            if sub is None:
-                return None
-            out += sub
-        return out
-    if type(module) is _Counted:
-        return _leaves(module.inner)
-    if len(list(module.children())) and not isinstance(module, (nn.Conv2d, nn.Linear)):
-        return None  # a container with its own forward (e.g. residual blocks): not a chain
-    return [module]
-
-
-def _conv_norm(conv: nn.Conv2d, in_shape) -> float:
-    """Upper bound of the operator norm of a zero-padded 2-D convolution.
-
-    Zero padding then cropping embeds the map in a circular convolution on an N x N grid
-    (N >= padded size) whose norm is the largest singular value of the kernel's Fourier
-    transform over all frequencies (Sedghi, Gupta & Long 2019); stride only drops outputs."""
-    if conv.padding_mode != "zeros":
-        return float("nan")
-    W = conv.weight.detach().to(torch.float64).cpu()
-    co, cig, kh, kw = W.shape
-    dh, dw = conv.dilation
-    kh_e, kw_e = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    H, Wd = int(in_shape[-2]), int(in_shape[-1])
-    if isinstance(conv.padding, str):
-        ph, pw = (0, 0) if conv.padding == "valid" else (kh_e, kw_e)
-    else:
-        ph, pw = conv.padding
-    nh, nw = max(H + 2 * ph, kh_e), max(Wd + 2 * pw, kw_e)
-    g = conv.groups
-    best = 0.0
-    for gi in range(g):
-        Wg = W[gi * (co // g):(gi + 1) * (co // g)]
-        K = torch.zeros(co // g, cig, nh, nw, dtype=torch.float64)
-        K[:, :, 0:kh_e:dh, 0:kw_e:dw] = Wg
-        Khat = torch.fft.fft2(K)  # (co, ci, nh, nw)
-        mats = Khat.permute(2, 3, 0, 1).reshape(nh * nw, co // g, cig)
-        best = max(best, float(torch.linalg.matrix_norm(mats, ord=2).max()))
-    return best
-
-
-def _pool_norm(m, in_shape) -> float:
-    """Operator-norm bound of 2-D max / average pooling (nan when we cannot bound it)."""
-    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
-    ks = pair(m.kernel_size)
-    st = tuple(s if s else k for s, k in zip(pair(m.stride or m.kernel_size), ks))
-    pad = pair(m.padding)
-    # c: the most windows one input can fall in
-    c = math.ceil(ks[0] / st[0]) * math.ceil(ks[1] / st[1])
-    if isinstance(m, nn.MaxPool2d):
-        if pair(m.dilation) != (1, 1):
-            return float("nan")
-        # |max(x_w) - max(y_w)| <= max_w |x - y|, and each input meets at most c windows
-        return math.sqrt(c)
-    if m.divisor_override or m.ceil_mode or (pad != (0, 0) and not m.count_include_pad):
-        return float("nan")
-    # rows hold at most k_h k_w entries 1/(k_h k_w), columns at most c: |A| <= sqrt(|A|_1 |A|_inf)
-    return math.sqrt(c / (ks[0] * ks[1]))
-
-
-def margin_lipschitz_bound(clf: Classifier) -> LipschitzBound | None:
-    """Weight-derived upper bounds of the L2 Lipschitz constants of all logit differences.
-
-    Returns None when the module is not a plain chain (``nn.Sequential``) of layers whose
-    norm we can bound (Linear, Conv2d, pooling, BatchNorm in eval mode, our Normalize,
-    elementwise activations, Flatten/Dropout/Identity) ending in a Linear layer. The
-    product of per-layer bounds is an upper bound (usually loose by a factor of tens on
-    trained CNNs, which only costs more samples). Cached per module."""
-    module = clf.module.inner if isinstance(clf.module, _Counted) else clf.module
-    if module in _bound_cache:
-        return _bound_cache[module]  # type: ignore[return-value]
-    result = _compute_bound(clf, module)
-    _bound_cache[module] = result
-    return result
-
-
-def _compute_bound(clf: Classifier, module: nn.Module) -> LipschitzBound | None:
-    leaves = _leaves(module)
-    if not leaves:
-        return None
-    last = None
-    for idx in range(len(leaves) - 1, -1, -1):
-        if isinstance(leaves[idx], nn.Linear):
-            last = idx
-            break
-        if not isinstance(leaves[idx], _IDENTITY):
-            return None
-    if last is None:
-        return None
-    shapes: dict[int, tuple] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, i=i: shapes.__setitem__(i, tuple(inp[0].shape[1:])))
-             for i, m in enumerate(leaves)]
-    try:
-        with torch.no_grad():
-            lo, hi = clf.pixel_range
-            module(torch.full((1, *clf.input_shape), (lo + hi) / 2, device=clf.device, dtype=clf.dtype))
-    except Exception:
-        return None
-    finally:
-        for h in hooks:
-            h.remove()
-    product, layers = 1.0, []
-    for i, m in enumerate(leaves[:last]):
-        if isinstance(m, _IDENTITY):
-            continue
-        if isinstance(m, nn.Linear):
-            s = float(torch.linalg.matrix_norm(m.weight.detach().double().cpu(), ord=2))
-        elif isinstance(m, nn.Conv2d):
-            s = _conv_norm(m, shapes.get(i, ()))
-        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-            s = _pool_norm(m, shapes.get(i, ()))
-        elif isinstance(m, Normalize):
-            s = float((1.0 / m.std.detach().double().abs()).max())
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.running_var is not None:
-            scale = (m.weight.detach() if m.weight is not None else torch.ones_like(m.running_var)).double() / \
-                torch.sqrt(m.running_var.double() + m.eps)
-            s = float(scale.abs().max())
-        elif isinstance(m, nn.LeakyReLU):
-            s = max(1.0, abs(float(m.negative_slope)))
-        elif isinstance(m, nn.ELU):
-            s = max(1.0, float(m.alpha))
-        elif isinstance(m, nn.PReLU):
-            s = max(1.0, float(m.weight.detach().abs().max()))
-        elif type(m) in ACTIVATION_SLOPES:
-            s = ACTIVATION_SLOPES[type(m)]
-        else:
-            return None
-        if not math.isfinite(s):
-            return None
-        product *= s
-        layers.append((type(m).__name__, s))
-    W = leaves[last].weight.detach().double().cpu()
-    pairwise = (W[:, None, :] - W[None, :, :]).norm(dim=2).numpy() * product
-    layers.append(("Linear (|w_i - w_j|, largest)", float(pairwise.max() / product) if product else 0.0))
-    return LipschitzBound(pairwise, layers)
-
-
 # ------------------------------------------------------------------ segment checks
 @dataclass
 class SegmentCheck:
     """The dense check of one segment ``a + t (b - a)``, ``t`` in [0, 1], for class ``label``.
 
     ``t`` and ``margin`` (``f_i - max_{j != i} f_j``) are the samples actually evaluated
-    (sorted). ``reason``: "certified" (passed), "label change" (a sample has another label:
-    ``bad_t``, ``bad_label``), "unresolved" (an interval below ``min_step`` could not be
-    certified) or "sample budget"."""
+    (sorted), in the arithmetic named by ``precision``. ``reason``: "proven" (passed, and
+    every interval satisfies the rule with the rounding bound: nothing can hide between
+    samples), "sampled" (passed on the samples, not proven: a ``local`` slope estimate, or
+    intervals whose margin the rounding bound swallows even in float64), "label change" (a
+    sample has another label: ``bad_t``, ``bad_label``), "unresolved" (an interval below
+    ``min_step`` could not be decided) or "sample budget". ``certified_margin`` is the lower
+    bound of the margin along the segment the rule gives: proven when ``proven``, an
+    estimate otherwise. ``rounding``: "bounded" (rigorous rounding bound of the computed
+    logits, :class:`geometry.lipschitz.Chain`), "assumed" (``tol`` only: models that are not
+    plain chains) or None (``local``). ``evaluations`` counts model passes (float64
+    re-evaluations included)."""
 
     ok: bool
     reason: str
@@ -290,6 +155,11 @@ class SegmentCheck:
     certified_margin: float | None
     bad_t: float | None = None
     bad_label: int | None = None
+    proven: bool = False
+    precision: str = "float32"
+    rounding: str | None = None
+    rounding_bound: float = 0.0
+    evaluations: int = 0
 
     @property
     def samples(self) -> int:
@@ -305,16 +175,35 @@ def _slope_bounds(mode, bound: LipschitzBound | None, labels: np.ndarray, L: int
     return np.full((len(labels), L), float(mode))
 
 
+def _count(clf: Classifier, n: int) -> None:
+    """Count images that went through the model's layers outside its own forward (chain evaluation)."""
+    if isinstance(clf.module, _Counted):
+        clf.module.images += int(n)
+
+
 def check_segments(clf: Classifier, a: torch.Tensor, b: torch.Tensor, labels, *, verification="auto",
                    safety: float = DEFAULT_SAFETY, max_step: float | None = None, min_points: int = DEFAULT_MIN_POINTS,
                    min_step: float | None = None, max_samples: int = DEFAULT_MAX_SAMPLES,
-                   batch_size: int = 2048) -> list[SegmentCheck]:
+                   batch_size: int = 2048, precise_fallback: bool = True) -> list[SegmentCheck]:
     """Check segments ``[a_s, b_s]`` (``(S, *shape)`` each) for labels ``(S,)`` by the rule in the module
     docstring; all segments advance together, each round is one batched forward (in chunks).
 
-    Floating point: ``tol = 32 * eps * (1 + max |logit|)`` covers the rounding of the logits and
-    ``delta = 4 * eps * |max(|a|, |b|)|`` the rounding of the sample coordinates (eps of the model's dtype)."""
+    Floating point. ``delta = 4 * eps * |max(|a|, |b|)|`` covers the rounding of the sample coordinates.
+    For a plain chain of known layers (the ``bound`` mode, and a numeric slope bound on such a model) every
+    sample gets a rigorous bound ``tol_j(s)`` of |computed - exact| of ``g_j`` from the activations' sizes
+    (:meth:`geometry.lipschitz.Chain.tolerances`); a segment is *proven* when every interval satisfies
+    ``g_j(s) + g_j(s') > L_j (D + 2 delta) + tol_j(s) + tol_j(s')``. When an interval cannot satisfy it at
+    any spacing because the rounding bound is as large as its margin, the segment is re-evaluated with a
+    float64 copy of the model (``precise_fallback``), where the bound is 2**29 times smaller. What still
+    cannot be proven passes only as *sampled* (with ``tol = 32 * eps * (1 + max |logit|)`` in place of the
+    bound). A sample whose computed margin is at most ``tol`` is a label change. Other models have no
+    rounding bound: ``tol`` stands in for it (``rounding="assumed"``)."""
     mode, bound = resolve_verification(clf, verification)
+    chain = None
+    if mode != "local":
+        lb = bound if bound is not None else margin_lipschitz_bound(clf)
+        chain = lb.chain if lb is not None else None
+    strict_capable = mode != "local"
     a = clf.as_batch(a).reshape(-1, clf.dim)
     b = clf.as_batch(b).reshape(-1, clf.dim)
     S, L = a.shape[0], clf.num_classes
@@ -324,54 +213,97 @@ def check_segments(clf: Classifier, a: torch.Tensor, b: torch.Tensor, labels, *,
     if min_step is None:
         min_step = 1e-6 * clf.pixel_span * math.sqrt(clf.dim)
     eps = float(torch.finfo(clf.dtype).eps)
+    can_refine = chain is not None and clf.dtype != torch.float64 and precise_fallback
+    base_precision = str(clf.dtype).replace("torch.", "")
     diff = b - a
     lengths = diff.double().norm(dim=1).cpu().numpy()
     delta = (4 * eps * torch.maximum(a.abs(), b.abs()).double().norm(dim=1)).cpu().numpy()
     fixed = _slope_bounds(mode, bound, labels, L)
     ts: list[np.ndarray] = [np.zeros(0)] * S
     gs: list[np.ndarray] = [np.zeros((0, L))] * S
+    tgs: list[np.ndarray] = [np.zeros((0, L))] * S
+    evals = np.zeros(S, dtype=np.int64)
+    precise = np.zeros(S, dtype=bool)
     results: list[SegmentCheck | None] = [None] * S
     new_t = [np.linspace(0.0, 1.0, max(min_points, 2, int(math.ceil(lengths[s] / max_step)) + 1))
              if lengths[s] > 0 else np.zeros(1) for s in range(S)]
+    replace = np.zeros(S, dtype=bool)  # re-evaluate all of a segment's samples (its precision changed)
     max_abs = 0.0
     eye = np.eye(L, dtype=bool)
-    while True:
-        idx = np.concatenate([np.full(len(t), s) for s, t in enumerate(new_t)]) if new_t else np.zeros(0, int)
-        tt = np.concatenate(new_t) if new_t else np.zeros(0)
-        if len(tt):
-            out = np.empty((len(tt), L))
-            for c0 in range(0, len(tt), batch_size):
-                ii = torch.as_tensor(idx[c0:c0 + batch_size], device=a.device)
-                tc = torch.as_tensor(tt[c0:c0 + batch_size], device=a.device, dtype=a.dtype)[:, None]
-                pts = (a[ii] + tc * diff[ii]).reshape(-1, *clf.input_shape)
+
+    def evaluate(idx: np.ndarray, tt: np.ndarray, hi: bool):
+        out = np.empty((len(tt), L))
+        tol = np.zeros((len(tt), L))
+        for c0 in range(0, len(tt), batch_size):
+            ii = torch.as_tensor(idx[c0:c0 + batch_size], device=a.device)
+            tc = torch.as_tensor(tt[c0:c0 + batch_size], device=a.device, dtype=a.dtype)[:, None]
+            pts = (a[ii] + tc * diff[ii]).reshape(-1, *clf.input_shape)
+            sl = slice(c0, c0 + len(tc))
+            if chain is not None:
+                logits, E, A, eps_last = chain.forward(pts, precise=hi)
+                _count(clf, len(tc))
+                out[sl] = logits.cpu().numpy()
+                tol[sl] = chain.tolerances(labels[idx[sl]], E.cpu().numpy(), A.cpu().numpy(), eps_last)
+            else:
                 with torch.no_grad():
-                    out[c0:c0 + len(tc)] = clf.module(pts).double().cpu().numpy()
+                    out[sl] = clf.module(pts).double().cpu().numpy()
+        return out, tol
+
+    while True:
+        for hi in (False, True):
+            sel_s = [s for s in range(S) if len(new_t[s]) and bool(precise[s]) == hi]
+            if not sel_s:
+                continue
+            idx = np.concatenate([np.full(len(new_t[s]), s) for s in sel_s])
+            tt = np.concatenate([new_t[s] for s in sel_s])
+            out, tol = evaluate(idx, tt, hi)
             max_abs = max(max_abs, float(np.abs(out).max()))
             lab = labels[idx]
             g = out[np.arange(len(tt)), lab][:, None] - out  # g_j = f_i - f_j
             g[np.arange(len(tt)), lab] = np.inf
-            for s in np.unique(idx):
+            tol[np.arange(len(tt)), lab] = 0.0
+            for s in sel_s:
                 sel = idx == s
+                evals[s] += int(sel.sum())
+                if replace[s]:
+                    ts[s], gs[s], tgs[s] = tt[sel], g[sel], tol[sel]
+                    replace[s] = False
+                    continue
                 t_all = np.concatenate([ts[s], tt[sel]])
-                g_all = np.concatenate([gs[s], g[sel]])
                 order = np.argsort(t_all, kind="stable")
-                ts[s], gs[s] = t_all[order], g_all[order]
-        tol = 32 * eps * (1 + max_abs)
+                ts[s] = t_all[order]
+                gs[s] = np.concatenate([gs[s], g[sel]])[order]
+                tgs[s] = np.concatenate([tgs[s], tol[sel]])[order]
+        tol0 = 32 * eps * (1 + max_abs)
         new_t = [np.zeros(0)] * S
         pending = False
         for s in range(S):
             if results[s] is not None:
                 continue
             t, g, i = ts[s], gs[s], int(labels[s])
+            tg = tgs[s] + tol0 if chain is not None else np.where(eye[i][None, :], 0.0, np.full_like(g, tol0))
+            tg = np.where(eye[i][None, :], 0.0, tg)
+            prec = "float64" if precise[s] else base_precision
+            rounding = None if not strict_capable else ("bounded" if chain is not None else "assumed")
+            rb = float(tg.max()) if strict_capable and len(tg) else 0.0
+            common = dict(proven=False, precision=prec, rounding=rounding, rounding_bound=rb,
+                          evaluations=int(evals[s]))
             margin = g.min(axis=1)
-            bad = np.flatnonzero(margin <= tol)
+            bad = np.flatnonzero(margin <= tol0)
             if len(bad):
                 k = bad[0]
                 results[s] = SegmentCheck(False, "label change", i, float(lengths[s]), t, margin, float("nan"), None,
-                                          float(t[k]), int(np.argmin(g[k])))
+                                          float(t[k]), int(np.argmin(g[k])), **common)
                 continue
             if len(t) < 2:  # zero-length segment: its one point is in the class
-                results[s] = SegmentCheck(True, "certified", i, 0.0, t, margin, 0.0, float(margin.min()))
+                slack_strict = float((g - tg).min())
+                if strict_capable and slack_strict <= 0 and can_refine and not precise[s]:
+                    precise[s], replace[s], new_t[s], pending = True, True, t.copy(), True
+                    continue
+                proven = strict_capable and slack_strict > 0
+                common["proven"] = proven
+                results[s] = SegmentCheck(True, "proven" if proven else "sampled", i, 0.0, t, margin, 0.0,
+                                          slack_strict if proven else float(margin.min()), **common)
                 continue
             D = np.diff(t) * lengths[s]  # (n-1,)
             gfin = np.where(eye[i][None, :], 0.0, g)
@@ -382,26 +314,45 @@ def check_segments(clf: Classifier, a: torch.Tensor, b: torch.Tensor, labels, *,
                 Lj = fixed[s]
             Lj = np.where(eye[i], 0.0, Lj)
             sums = g[:-1] + g[1:]  # (n-1, L), +inf for j == i
-            need = Lj[None, :] * (D[:, None] + 2 * delta[s]) + 2 * tol
-            fail = (sums <= need).any(axis=1)
+            spread = Lj[None, :] * (D[:, None] + 2 * delta[s])
+            loose_tol = 2 * tol0
+            with np.errstate(invalid="ignore"):
+                loose_fail = (sums - spread <= loose_tol).any(axis=1)
+                if strict_capable:
+                    tsum = tg[:-1] + tg[1:]
+                    strict_fail = (sums - spread <= tsum).any(axis=1)
+                    # no spacing can help: the rounding bound alone reaches the margin
+                    hopeless = strict_fail & (sums - Lj[None, :] * 2 * delta[s] <= tsum).any(axis=1)
+                else:
+                    tsum = np.full_like(sums, loose_tol)
+                    strict_fail = np.ones(len(D), dtype=bool)
+                    hopeless = strict_fail
+            if hopeless.any() and can_refine and not precise[s]:
+                # float rounding is as large as the margin: decide this segment in float64
+                precise[s], replace[s], new_t[s], pending = True, True, t.copy(), True
+                continue
+            fail = strict_fail & (~hopeless | loose_fail)
+            used = np.where(hopeless[:, None], loose_tol, tsum)  # the rounding allowance each interval is held to
             if not fail.any():
-                slack = np.where(eye[i][None, :], np.inf, (sums - Lj[None, :] * (D[:, None] + 2 * delta[s])) / 2)
-                results[s] = SegmentCheck(True, "certified", i, float(lengths[s]), t, margin, float(Lj.max()),
-                                          float(slack.min()))
+                slack = np.where(eye[i][None, :], np.inf, (sums - spread - used) / 2)
+                proven = strict_capable and not strict_fail.any()
+                common["proven"] = proven
+                results[s] = SegmentCheck(True, "proven" if proven else "sampled", i, float(lengths[s]), t, margin,
+                                          float(Lj.max()), float(slack.min()), **common)
                 continue
             fk = np.flatnonzero(fail)
             if (D[fk] < min_step).any():
                 results[s] = SegmentCheck(False, "unresolved", i, float(lengths[s]), t, margin, float(Lj.max()), None,
-                                          float(t[fk[np.argmin(D[fk])]]), None)
+                                          float(t[fk[np.argmin(D[fk])]]), None, **common)
                 continue
             # pieces so that the new spacing meets the inequality if the values stay similar
             with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.where(eye[i][None, :], 0.0,
-                                 Lj[None, :] * D[fk, None] / np.maximum(sums[fk] - 2 * tol, 1e-300))
-            pieces = np.clip(np.ceil(1.25 * ratio.max(axis=1)), 2, MAX_PIECES).astype(int)
+                room = sums[fk] - Lj[None, :] * 2 * delta[s] - used[fk]
+                ratio = np.where(eye[i][None, :], 0.0, Lj[None, :] * D[fk, None] / np.maximum(room, 1e-300))
+            pieces = np.clip(np.ceil(1.25 * np.nan_to_num(ratio, nan=0.0).max(axis=1)), 2, MAX_PIECES).astype(int)
             if len(t) + int((pieces - 1).sum()) > max_samples:
                 results[s] = SegmentCheck(False, "sample budget", i, float(lengths[s]), t, margin, float(Lj.max()),
-                                          None, float(t[fk[0]]), None)
+                                          None, float(t[fk[0]]), None, **common)
                 continue
             new_t[s] = np.concatenate([t[k] + (t[k + 1] - t[k]) * np.arange(1, p) / p for k, p in zip(fk, pieces)])
             pending = True
@@ -442,11 +393,13 @@ class ConnectingPath:
     """A path (or the failed search for one) between ``x1`` and ``x2`` inside the region of ``label``.
 
     ``anchors`` ``(n, *shape)`` are the intermediate points of the piecewise-linear path
-    ``x1, anchors..., x2``. ``connected`` and ``verified`` are True only when every segment
-    passed the check (module docstring); otherwise ``anchors`` is the partial path where the
-    search stopped and ``stopped`` says why and where. ``statistics`` holds the numbers of
-    SCIENCE.md section 1; ``evaluations`` counts images passed through the model (forward
-    and gradient passes)."""
+    ``x1, anchors..., x2``. ``connected`` is True when every segment passed the check (module
+    docstring); ``verified`` only when that check is a proof (``guarantee`` "proven" or
+    "given_bound"), so a path that passed sampled checks only is connected but not verified.
+    When the search failed, both are False, ``anchors`` is the partial path where it stopped
+    and ``stopped`` says why and where. ``statistics`` holds the numbers of SCIENCE.md
+    section 1 and ``guarantee`` / ``guarantee_text``; ``evaluations`` counts images passed
+    through the model (forward and gradient passes, float64 re-checks included)."""
 
     x1: torch.Tensor
     x2: torch.Tensor
@@ -473,6 +426,11 @@ class ConnectingPath:
     @property
     def n_anchors(self) -> int:
         return int(self.anchors.shape[0])
+
+    @property
+    def guarantee(self) -> str:
+        """"proven" | "given_bound" | "sampled" | "none" (:data:`GUARANTEES`)."""
+        return self.statistics.get("guarantee", "none")
 
     def arc_positions(self) -> np.ndarray:
         """Cumulative arc length at each point of :attr:`points`, as a fraction of the path length."""
@@ -511,7 +469,8 @@ class ConnectingPath:
             out[k] = st.get(k)
         out["evaluations"] = self.evaluations
         out.update({k: st.get(k) for k in ("moved_anchors", "certified_margin", "chord_length", "samples",
-                                           "gradient_evaluations", "guarantee", "slope_bound")})
+                                           "gradient_evaluations", "guarantee", "guarantee_text", "slope_bound",
+                                           "rounding_bound", "float64_segments")})
         out["seconds"] = round(self.seconds, 3)
         out["stopped"] = self.stopped
         out["parameters"] = self.parameters
@@ -523,6 +482,30 @@ class ConnectingPath:
         return {"x1": self.x1, "x2": self.x2, "anchors": self.anchors, "points": self.points,
                 "arc_positions": self.arc_positions(), "moved": self.moved, "path_position": s, "path_margin": m,
                 "chord_t": self.chord_t, "chord_margin": self.chord_margin, "chord_labels": self.chord_labels}
+
+
+def describe_guarantee(path: ConnectingPath) -> str:
+    """One sentence on what the result of a path search establishes, for people (CLI, app, reports).
+
+    The words follow :data:`GUARANTEES`: "proven" only for a proof, "connected on N samples, not
+    proven" for sampled checks (N = the points evaluated on the path's segments)."""
+    st = path.statistics
+    n = int(st.get("samples") or 0)
+    g = path.guarantee
+    if not path.connected:
+        return f"no path found ({n:,} points evaluated on the partial path)"
+    if g == "proven":
+        f64 = int(st.get("float64_segments") or 0)
+        return (f"proven on {n:,} samples: weight-derived Lipschitz bound, float rounding bounded"
+                + (f"; {f64} segment(s) decided in float64" if f64 else ""))
+    if g == "given_bound":
+        rounding = ("float rounding bounded" if st.get("rounding") == "bounded" else
+                    f"float rounding assumed below {st.get('rounding_bound', 0):.2g}")
+        return (f"proven on {n:,} samples if {st.get('slope_bound'):.4g} bounds the slope of every logit "
+                f"difference along the path (given slope bound; {rounding})")
+    why = ("slope estimated from the samples" if path.parameters.get("verification_used") == "local" else
+           "float rounding of the forward pass is as large as the margin on some segment, even in float64")
+    return f"connected on {n:,} samples, not proven ({why})"
 
 
 # ------------------------------------------------------------------ the search
@@ -672,10 +655,10 @@ def connecting_paths(clf: Classifier, x1, x2, *, max_anchors: int = DEFAULT_MAX_
             base = counter.images
             res = check_segments(cclf, A.reshape(-1, *clf.input_shape), B.reshape(-1, *clf.input_shape), labs,
                                  **check_kw)
-            assert counter.images - base == sum(r.samples for r in res)
+            assert counter.images - base == sum(r.evaluations for r in res)
             for (pi, si), r in zip(todo, res):
                 pairs[pi].checks[si] = r
-                pairs[pi].evals += r.samples
+                pairs[pi].evals += r.evaluations
         # split every failing segment of every pair that still has budget
         mids, owners, depths = [], [], []
         for pi, pr in enumerate(pairs):
@@ -758,6 +741,7 @@ def _stop_info(pr: _Pair, failing: list[int], reason: str, detail: str) -> dict:
     return {"reason": reason, "detail": detail, "segment": int(si), "segments": len(pr.checks),
             "failing_segments": [int(s) for s in failing], "anchors_used": len(pr.points) - 2,
             "check": None if c is None else c.reason,
+            "check_precision": None if c is None else c.precision,  # the arithmetic that decided it
             "position": where,  # fraction of the (partial) path length where the first bad sample lies
             "bad_label": None if c is None else c.bad_label,
             "segment_length": float(seg[si])}
@@ -779,11 +763,21 @@ def _finish(clf, x1, x2, pr: _Pair, chord_logits, tc, params, mode, bound) -> Co
     stats = {"anchors": int(anchors.shape[0]), "moved_anchors": int(sum(pr.moved[1:-1])),
              "largest_anchor_depth": float(max(pr.depths[1:-1], default=0.0)),
              "chord_length": clen, "chord_outside_fraction": float(np.mean(chord_labels != lab)),
-             "guarantee": ("proven by a weight-derived Lipschitz bound" if mode == "bound" else
-                           "sampled: slope assumed below safety x observed slope" if mode == "local" else
-                           f"given slope bound {mode}"),
              "samples": int(sum(ch.samples for ch in pr.checks if ch is not None)),
              "gradient_evaluations": int(round(pr.grad_evals))}
+    done = [ch for ch in pr.checks if ch is not None]
+    if not connected:
+        guarantee = "none"
+    elif all(ch.proven for ch in done):
+        guarantee = "proven" if mode == "bound" else "given_bound"
+    else:
+        guarantee = "sampled"
+    stats["guarantee"] = guarantee
+    stats["rounding"] = (None if mode == "local" else
+                         "bounded" if done and all(ch.rounding == "bounded" for ch in done) else "assumed")
+    stats["rounding_bound"] = float(max((ch.rounding_bound for ch in done), default=0.0))
+    stats["float64_segments"] = int(sum(ch.precision == "float64" and str(clf.dtype) != "torch.float64"
+                                        for ch in done))
     if connected:
         P = pts.double()
         length = float((P[1:] - P[:-1]).norm(dim=1).sum())
@@ -805,9 +799,12 @@ def _finish(clf, x1, x2, pr: _Pair, chord_logits, tc, params, mode, bound) -> Co
                   "slope_bound"):
             stats[k] = None
     evals = int(round(pr.evals))
-    return ConnectingPath(x1.detach(), x2.detach(), lab, anchors, connected, connected, stats, evals, dict(params),
+    verified = connected and guarantee in ("proven", "given_bound")
+    path = ConnectingPath(x1.detach(), x2.detach(), lab, anchors, connected, verified, stats, evals, dict(params),
                           pr.stopped, list(pr.checks), np.asarray(pr.moved[1:-1], dtype=bool),
                           tc.double().cpu().numpy(), chord_margin, chord_labels)
+    stats["guarantee_text"] = describe_guarantee(path)
+    return path
 
 
 def connecting_path(clf: Classifier, x1, x2, *, max_anchors: int = DEFAULT_MAX_ANCHORS,
@@ -816,7 +813,8 @@ def connecting_path(clf: Classifier, x1, x2, *, max_anchors: int = DEFAULT_MAX_A
                     max_samples: int = DEFAULT_MAX_SAMPLES, chord_samples: int = CHORD_SAMPLES,
                     deepfool_iter: int = 50, anchor_depth: float | None = None, label: int | None = None,
                     progress: Callable[[float, str], None] | None = None) -> ConnectingPath:
-    """A verified piecewise-linear path from ``x1`` to ``x2`` inside one classification region.
+    """A piecewise-linear path from ``x1`` to ``x2`` inside one classification region, proven or sampled
+    (``guarantee``; module docstring).
 
     Parameters
     ----------
@@ -962,7 +960,8 @@ class PathStatistics:
     def table(self) -> dict[str, list]:
         """One row per pair (columns as lists)."""
         rows = {"pair": self.descriptions, "label": [p.label for p in self.paths],
-                "connected": [p.connected for p in self.paths], "anchors": [p.n_anchors for p in self.paths]}
+                "connected": [p.connected for p in self.paths], "verified": [p.verified for p in self.paths],
+                "guarantee": [p.guarantee for p in self.paths], "anchors": [p.n_anchors for p in self.paths]}
         for k in ("chord_outside_fraction", "length_ratio", "max_chord_deviation", "min_margin"):
             rows[k] = [p.statistics.get(k) for p in self.paths]
         rows["evaluations"] = [p.evaluations for p in self.paths]
@@ -975,9 +974,14 @@ class PathStatistics:
         anchors = [p.n_anchors for p in con]
         hist = {int(k): int(v) for k, v in zip(*np.unique(anchors, return_counts=True))} if anchors else {}
         outside = [p.statistics["chord_outside_fraction"] for p in self.paths]
+        counts = {g: sum(p.guarantee == g for p in con) for g in GUARANTEES if g != "none"}
+        verified = sum(p.verified for p in self.paths)
         return {
             "kind": self.kind, "pairs": n, "connected": len(con),
             "connected_fraction": round(len(con) / n, 4) if n else None,
+            # proven and sampled-only paths counted apart: only "verified" ones carry a proof
+            "verified": verified, "verified_fraction": round(verified / n, 4) if n else None,
+            "proven": counts["proven"], "given_bound": counts["given_bound"], "sampled_only": counts["sampled"],
             "anchors_histogram": hist,
             "anchors": _describe(anchors, 2),
             "chord_leaves_region_fraction": round(float(np.mean([o > 0 for o in outside])), 4) if n else None,
@@ -995,6 +999,7 @@ class PathStatistics:
     def arrays(self) -> dict:
         t = self.table()
         return {"label": np.asarray(t["label"]), "connected": np.asarray(t["connected"]),
+                "verified": np.asarray(t["verified"]), "guarantee": np.asarray(t["guarantee"]),
                 "anchors": np.asarray(t["anchors"]),
                 **{k: np.asarray([np.nan if v is None else v for v in t[k]], dtype=float)
                    for k in ("chord_outside_fraction", "length_ratio", "max_chord_deviation", "min_margin")},

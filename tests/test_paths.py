@@ -75,7 +75,10 @@ def test_convex_ball_needs_no_anchor(verification):
     clf = sphere_classifier(dim=5, R=2.0)  # logit slope |x|/R <= 1 inside the ball
     x1, x2 = _t(1.2, 0.3, 0, 0, -0.5), _t(-0.9, -0.8, 0.4, 0.2, 0.6)
     p = connecting_path(clf, x1, x2, verification=verification)
-    assert p.connected and p.verified and p.n_anchors == 0 and p.stopped is None
+    assert p.connected and p.n_anchors == 0 and p.stopped is None
+    # a sampled (local) check is never reported as verified; a given slope bound is (a proof if it holds)
+    assert p.verified == (verification != "local")
+    assert p.guarantee == ("sampled" if verification == "local" else "given_bound")
     assert p.statistics["chord_outside_fraction"] == 0.0
     assert p.statistics["length_ratio"] == pytest.approx(1.0) and p.statistics["max_chord_deviation"] == 0.0
     # q = (4 - |x|^2) / 4 is smallest at the end farther from the centre (both ends are samples)
@@ -99,7 +102,8 @@ def test_annulus_between_opposite_points_has_verified_path_with_anchors():
     # on the box |x| <= 3 the slope of q = (r - 1)(2 - r) is |3 - 2r| <= 3: a true bound there
     for verification in ("local", 3.0):
         p = connecting_path(clf, x1, x2, verification=verification, max_anchors=16)
-        assert p.connected and p.verified and p.n_anchors >= 1
+        assert p.connected and p.n_anchors >= 1
+        assert p.verified == (verification == 3.0)
         r = p.points.norm(dim=1)
         assert bool(((r > 1) & (r < 2)).all())
         assert bool((p.points.abs() <= 3).all())
@@ -143,7 +147,7 @@ def test_deepen_reaches_depth_against_every_class_at_a_junction():
 def test_two_disjoint_blobs_are_reported_not_connected():
     clf = _clf(TwoBlobs([-3.0, 0.0, 0.0], [3.0, 0.0, 0.0], 1.0), 3)
     p = connecting_path(clf, _t(-3.2, 0.1, 0.0), _t(2.9, -0.2, 0.1), max_anchors=8, verification=4.0)
-    assert not p.connected and not p.verified
+    assert not p.connected and not p.verified and p.guarantee == "none"
     assert p.stopped["reason"] == "anchor budget exhausted" and p.n_anchors <= 8
     assert p.statistics["length_ratio"] is None and p.statistics["min_margin"] is None
     d = p.to_dict()
@@ -274,7 +278,8 @@ def test_mnist_paths_are_verified_and_hold_under_dense_rescan():
     x1, x2 = gallery_image(clf, 1, 0).tensor, gallery_image(clf, 1, 3).tensor
     p = connecting_path(clf, x1, x2)  # default: proven check with the weight-derived bound
     assert p.parameters["verification_used"] == "bound"
-    assert p.connected and p.verified and p.n_anchors == 0
+    assert p.connected and p.verified and p.guarantee == "proven" and p.n_anchors == 0
+    assert p.statistics["rounding"] == "bounded" and 0 < p.statistics["rounding_bound"] < 1
     assert bool((dense_labels_along(clf, p, 3000) == 1).all())
     # a natural image and an adversarial one (a 5 pushed into class 7): the chord leaves the region
     from geometry.paths import adversarial_endpoint
@@ -284,6 +289,7 @@ def test_mnist_paths_are_verified_and_hold_under_dense_rescan():
     q = connecting_path(clf, x7, adv, verification="local")
     assert q.statistics["chord_outside_fraction"] > 0
     assert q.connected and q.n_anchors >= 1
+    assert not q.verified and q.guarantee == "sampled"
     assert bool((dense_labels_along(clf, q, 2000) == 7).all())
     assert q.statistics["length_ratio"] < 1.2  # nearly straight, as the paper reports
 
@@ -297,6 +303,9 @@ def test_many_pairs_statistics_on_mnist():
     s = st.summary()
     assert s["pairs"] == 4 and s["connected"] == sum(p.connected for p in st.paths)
     assert s["connected_fraction"] == s["connected"] / 4
+    # local checks are sampled: every connected path is counted as sampled only, none as verified
+    assert s["verified"] == 0 and s["proven"] == 0 and s["sampled_only"] == s["connected"]
+    assert st.table()["guarantee"] == ["sampled" if p.connected else "none" for p in st.paths]
     assert sum(s["anchors_histogram"].values()) == s["connected"]
     assert len(st.table()["pair"]) == 4 and st.arrays()["anchors"].shape == (4,)
     with pytest.raises(GeometryError, match="pair kind"):
@@ -355,3 +364,186 @@ def test_cli_path_adversarial_pairs_and_errors(capsys, tmp_path):
     assert "--image2" in capsys.readouterr().err
     assert main(["path", "--image", "gallery:1:0", "--image2", "gallery:3:0"]) == 2
     assert "predicted as" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- proven versus sampled
+class SlabNet(nn.Module):
+    """Logits ``(0, q)`` with ``q = 1 + 0.2 x_0 - 2 relu(1 - |x_0 - c| / h)``: class 0 ("out") only in a slab
+    about 0.9 h wide around x_0 = c (where the dip takes q below 0), class 1 elsewhere; scripted below."""
+
+    def __init__(self, c: float, h: float):
+        super().__init__()
+        self.c = c
+        self.h = h
+
+    def forward(self, x):
+        x = x.flatten(1)
+        q = 1.0 + 0.2 * x[:, 0] - 2.0 * torch.relu(1.0 - (x[:, 0] - self.c).abs() / self.h)
+        return torch.stack([torch.zeros_like(q), q], 1)
+
+
+def _scripted_slab():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's own deprecation notice
+        return torch.jit.script(SlabNet(0.4937, 3.4e-4))
+
+
+def test_thin_slab_in_a_torchscript_model_passes_on_samples_but_is_not_proven(tmp_path, capsys):
+    sm = _scripted_slab()
+    clf = Classifier(sm, (1, 1, 2), ["out", "in"], WIDE_RANGE, name="slab")
+    a, b = torch.tensor([0.0, 0.3]).reshape(1, 1, 2), torch.tensor([1.0, 0.3]).reshape(1, 1, 2)
+    # the ground truth: a dense scan of the chord finds the slab (about 0.9 * 3.4e-4 of the chord)
+    t = torch.linspace(0, 1, 100_001, dtype=torch.float64).reshape(-1, 1, 1, 1)
+    outside = int((clf.predict((a.double() + t * (b - a).double()).float()) != 1).sum())
+    assert 25 <= outside <= 35
+    # no weight bound for TorchScript: auto falls back to the sampled check, which misses the slab...
+    p = connecting_path(clf, a, b)
+    assert p.parameters["verification_used"] == "local"
+    assert p.connected and p.n_anchors == 0 and p.statistics["samples"] == 16
+    # ...and says so: connected on samples, not verified, not proven
+    assert not p.verified and p.guarantee == "sampled"
+    assert p.statistics["guarantee_text"].startswith("connected on 16 samples, not proven")
+    d = p.to_dict()
+    assert d["verified"] is False and d["guarantee"] == "sampled" and "not proven" in d["guarantee_text"]
+    # the CLI says it in words, and its JSON carries the same fields
+    model = tmp_path / "slab.pt"
+    sm.save(str(model))
+    np.save(tmp_path / "a.npy", a.numpy())
+    np.save(tmp_path / "b.npy", b.numpy())
+    args = ["path", "--model", str(model), "--input-shape", "1,1,2", "--pixel-range=-100,100",
+            "--classes", "out,in", "--image", str(tmp_path / "a.npy"), "--image2", str(tmp_path / "b.npy")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "connected on 16 samples, not proven" in out
+    assert "verified" not in out.lower().replace("not verified", "") and "certified" not in out.lower()
+    assert "proven lower bound" not in out and "estimated lower bound" in out
+    assert main(args + ["--json"]) == 0
+    js = json.loads(capsys.readouterr().out)
+    assert js["connected"] is True and js["verified"] is False and js["guarantee"] == "sampled"
+    # a given slope bound that is a true bound (2 / h for the dip) finds the slab: nothing claimed
+    (res,) = check_segments(clf, a, b, [1], verification=2.0 / 3.4e-4 + 0.2)
+    assert not res.ok and res.reason == "label change" and abs(res.bad_t - 0.4937) < 2e-4
+
+
+def huge_intermediate_net(dtype=torch.float32) -> Classifier:
+    """``f_1 - f_0 = (x_0 + 2^30) - 2^30 + 10 = x_0 + 10`` through a hidden layer of size 2^30.
+
+    Exact: class 1 where x_0 > -10. In float32, x_0 + 2^30 rounds to 2^30 for -32 <= x_0 < 64, so the
+    computed margin is exactly 10 there: the float32 model never leaves class 1 on x_0 in [-20, 0]."""
+    net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+        net[0].bias.fill_(2.0 ** 30)
+        net[2].weight.copy_(torch.tensor([[0.0, 0.0], [1.0, -1.0]]))
+        net[2].bias.copy_(torch.tensor([0.0, 10.0]))
+    return Classifier(net.to(dtype), (2,), ["out", "in"], WIDE_RANGE, name="huge_intermediate")
+
+
+def test_float32_rounding_of_huge_activations_is_not_taken_for_a_proof():
+    clf = huge_intermediate_net()
+    x1, x2 = torch.tensor([[0.0, 0.0]]), torch.tensor([[-20.0, 0.0]])
+    # the premise: float32 says class 1 along the whole chord with margin exactly 10; float64 says half of it is
+    # outside (x_0 < -10)
+    t = torch.linspace(0, 1, 100_001, dtype=torch.float64)[:, None]
+    pts = x1.double() + t * (x2 - x1).double()
+    assert bool((clf.predict(pts.float()) == 1).all())
+    m32 = clf.logits(pts.float()).double()
+    assert bool(((m32[:, 1] - m32[:, 0]) == 10).all())
+    clf64 = clf.to(dtype=torch.float64)
+    assert int((clf64.predict(pts) != 1).sum()) == 50_001  # x_0 <= -10 (a tie at -10 goes to class 0)
+    # the old tolerance, tol = 32 eps (1 + max|logit|), accepted it: on the first grid (16 points, spacing 20/15)
+    # every interval has g + g' = 20 > L D + 2 tol with the weight bound L = sqrt(2)
+    L = margin_lipschitz_bound(clf).pairwise[1, 0]
+    assert L == pytest.approx(math.sqrt(2))
+    assert 20 > L * (20 / 15 + 2 * 4 * 1.2e-7 * 20) + 2 * 32 * 1.2e-7 * 11
+    # now: the rounding bound of the 2^30 layer (~1.5e3) swallows the margin, so the segment is decided in
+    # float64, which finds the label change where it is
+    (res,) = check_segments(clf, x1, x2, [1], verification="bound")
+    assert not res.ok and res.reason == "label change" and res.precision == "float64"
+    assert res.bad_t == pytest.approx(8 / 15)  # the first grid point past x_0 = -10
+    # the part of the chord that is really inside is proven, in float64
+    (inside,) = check_segments(clf, x1, torch.tensor([[-5.0, 0.0]]), [1], verification="bound")
+    assert inside.ok and inside.proven and inside.reason == "proven" and inside.precision == "float64"
+    assert 0 < inside.certified_margin <= 5
+    # without the float64 re-check the bound cannot prove anything: the segment passes on samples only
+    (f32,) = check_segments(clf, x1, torch.tensor([[-5.0, 0.0]]), [1], verification="bound", precise_fallback=False)
+    assert f32.ok and not f32.proven and f32.reason == "sampled" and f32.rounding_bound > 1000
+    # the path search claims nothing: no proven path, and the stop names the float64 label change
+    p = connecting_path(clf, x1, x2, max_anchors=2)
+    assert not p.connected and not p.verified
+    assert p.stopped["check"] == "label change" and p.stopped["check_precision"] == "float64"
+    # a sampled check of the float32 model passes, and is reported as sampled, not proven
+    q = connecting_path(clf, x1, x2, verification="local")
+    assert q.connected and not q.verified and q.guarantee == "sampled"
+
+
+@pytest.mark.parametrize("activation,pooling", [("softplus", "avg"), ("relu", "max"), ("gelu", "avg"),
+                                                ("tanh", "overlap")])
+def test_rounding_bound_covers_the_float32_error(activation, pooling):
+    """|computed float32 margin - float64 margin| <= the bound, at random points (the float64 value is exact to
+    ~1e-16 relative, far below the float32 error); and the bound is not vacuous."""
+    clf = small_chain(activation, pooling).to(dtype=torch.float32)
+    chain = margin_lipschitz_bound(clf).chain
+    x = torch.rand(512, 1, 6, 6, generator=torch.Generator().manual_seed(7)) * 40 - 20  # large activations too
+    out32, E, A, eps_last = chain.forward(x)
+    out64, *_ = chain.forward(x, precise=True)
+    labels = np.zeros(512, dtype=np.int64)
+    for i in range(4):
+        labels[:] = i
+        tol = chain.tolerances(labels, E.numpy(), A.numpy(), eps_last)
+        g32 = out32[:, i:i + 1].numpy() - out32.numpy()
+        g64 = out64[:, i:i + 1].numpy() - out64.numpy()
+        err = np.abs(g32 - g64)
+        assert (err <= tol).all()
+        assert np.median(tol[:, [j for j in range(4) if j != i]]) < 1e-2 * np.abs(g64).max()
+
+
+def test_rounding_bound_of_the_huge_layer_in_both_precisions():
+    clf = huge_intermediate_net()
+    chain = margin_lipschitz_bound(clf).chain
+    x = torch.tensor([[-7.0, 3.0], [5.0, -1.0]])
+    out32, E, A, eps_last = chain.forward(x)
+    tol32 = chain.tolerances(np.array([1, 1]), E.numpy(), A.numpy(), eps_last)[:, 0]
+    err32 = np.abs((out32[:, 1] - out32[:, 0]).numpy() - (x[:, 0].double() + 10).numpy())
+    assert (err32 <= tol32).all() and err32.max() >= 5  # the float32 error is real (7 and 5) and covered
+    out64, E64, A64, eps64 = chain.forward(x, precise=True)
+    tol64 = chain.tolerances(np.array([1, 1]), E64.numpy(), A64.numpy(), eps64)[:, 0]
+    assert np.allclose((out64[:, 1] - out64[:, 0]).numpy(), x[:, 0].double().numpy() + 10, atol=0)
+    assert (tol64 < 1e-5).all() and (tol64 > 0).all()
+
+
+def test_reduced_precision_arithmetic_gets_its_own_eps():
+    from geometry.lipschitz import affine_eps
+
+    cpu = torch.device("cpu")
+    assert affine_eps(cpu, torch.float32, False) == torch.finfo(torch.float32).eps
+    assert affine_eps(cpu, torch.float64, True) == torch.finfo(torch.float64).eps
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")  # may use bfloat16
+        assert affine_eps(cpu, torch.float32, False) == 2.0 ** -7
+        torch.set_float32_matmul_precision("high")  # may use TF32
+        assert affine_eps(cpu, torch.float32, False) == 2.0 ** -10
+    finally:
+        torch.set_float32_matmul_precision(before)
+    # cuDNN convolutions run float32 in TF32 unless told otherwise (read from the switch, no GPU needed)
+    tf32 = bool(torch.backends.cudnn.allow_tf32)
+    assert (affine_eps(torch.device("cuda"), torch.float32, True) == 2.0 ** -10) == tf32
+
+
+def test_statistics_count_proven_and_sampled_paths_apart(capsys):
+    clf = annulus_classifier(dim=2, r_inner=1.0, r_outer=2.0)
+    x1 = torch.stack([_t(1.5, 0.2), _t(0.0, 1.5), _t(1.2, 1.2)])
+    x2 = torch.stack([_t(-1.5, 0.2), _t(0.3, 1.6), _t(1.25, 1.1)])
+    sampled = path_statistics(clf, x1, x2, verification="local").summary()
+    assert sampled["connected"] == 3 and sampled["verified"] == 0 and sampled["sampled_only"] == 3
+    given = path_statistics(clf, x1, x2, verification=3.0).summary()
+    assert given["connected"] == 3 and given["verified"] == 3 and given["given_bound"] == 3
+    assert given["proven"] == 0 and given["sampled_only"] == 0
+    from geometry.commands.path import text
+
+    line = text({**sampled, "model": "annulus", "table": {}})
+    assert "verified paths: 0/3" in line and "3 connected on samples only (not proven)" in line
+    assert "verified paths: 3/3" in text({**given, "model": "annulus", "table": {}})

@@ -17,6 +17,40 @@ PATH_COLOR = "#111111"
 CHORD_COLOR = "#888888"
 
 
+def path_trace_name(path) -> str:
+    """Legend name of a path: "proven path" only for a verified one (``path.verified``: proven, or proven
+    under a given slope bound); a complete path that passed sampled checks only is "path (sampled, not
+    proven)"; a failed search leaves a "partial path (search stopped)"."""
+    if not path.connected:
+        return "partial path (search stopped)"
+    if path.verified:
+        return "proven path" if path.guarantee == "proven" else "path proven under the given slope bound"
+    return "path (sampled, not proven)"
+
+
+def verdict_message(path, class_names) -> tuple[str, str]:
+    """``(kind, markdown)`` for the page's result box: kind "success" for a verified path, "info" for a path
+    that passed sampled checks only, "warning" when no path was found. The words follow
+    :func:`geometry.paths.describe_guarantee`: "proven" / "certified" only where a proof backs them."""
+    from geometry.paths import describe_guarantee
+
+    st = path.statistics
+    name = class_names[path.label]
+    detail = describe_guarantee(path)
+    if not path.connected:
+        s = path.stopped or {}
+        return "warning", (f"**No verified path found** in class {name}: {s.get('reason', 'stopped')} — "
+                           f"{s.get('detail', '')}. Nothing is claimed as a path: the dotted line is where the "
+                           "search stopped.")
+    if path.verified:
+        return "success", (f"Verified path in class {name}, {detail}. Certified margin ≥ "
+                           f"{st['certified_margin']:.3g} along the whole path.")
+    return "info", (f"Path in class {name}: {detail}. Every sample is in the "
+                    f"class (smallest sampled margin {st['min_margin']:.3g}), but a label change between samples "
+                    "is not excluded. Choose the proven check (weight-derived Lipschitz bound) where the model "
+                    "allows it.")
+
+
 def _pick(n: int, most: int) -> list[int]:
     """At most ``most`` indices of 0..n-1, evenly spread, always with both ends."""
     if n <= most:
@@ -72,7 +106,7 @@ def margin_figure(path, class_names, position: float | None = None, height: int 
                                      hovertemplate="chord t=%{x:.3f}<br>margin %{y:.4g} (outside)<extra></extra>"))
     s, m = path.margin_profile()
     if len(s):
-        fig.add_trace(go.Scatter(x=s, y=m, mode="lines", name="verified path" if path.verified else "path (partial)",
+        fig.add_trace(go.Scatter(x=s, y=m, mode="lines", name=path_trace_name(path),
                                  line=dict(color=class_color(path.label), width=2.5),
                                  hovertemplate="path s=%{x:.3f}<br>margin %{y:.4g}<extra></extra>"))
         pos = path.arc_positions()[1:-1]
@@ -104,8 +138,8 @@ def plane_figure(plane, path, position_ab=None, title: str = "", height: int = 5
     custom = np.stack([np.arange(len(ab)), off], axis=1)
     fig.add_trace(go.Scatter(
         x=ab[:, 0], y=ab[:, 1], mode="lines+markers",
-        name="verified path" if path.verified else "partial path (not verified: search stopped)",
-        line=dict(color=PATH_COLOR, width=2.5, dash="solid" if path.verified else "dot"),
+        name=path_trace_name(path),
+        line=dict(color=PATH_COLOR, width=2.5, dash="solid" if path.verified else "dash" if path.connected else "dot"),
         marker=dict(symbol="diamond", size=9, color="white", line=dict(color=PATH_COLOR, width=1.5)),
         customdata=custom,
         hovertemplate="point %{customdata[0]}<br>a=%{x:.3f}, b=%{y:.3f}<br>%{customdata[1]:.3g} off the plane"

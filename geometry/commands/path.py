@@ -1,4 +1,4 @@
-"""``path``: a verified path inside one classification region between two images (or many pairs)."""
+"""``path``: a path inside one classification region between two images (or many pairs), proven or sampled."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from ..paths import (DEFAULT_MAX_ANCHORS, DEFAULT_SAFETY, PAIR_KINDS, PROJECTION
                      connecting_path, gallery_pairs, path_statistics)
 from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args, save_npz
 
-HELP = "connect two images of one class by a verified path inside its region (or --pairs N over the gallery)"
+HELP = ("connect two images of one class by a path inside its region, proven by a Lipschitz bound or checked on "
+        "samples (or --pairs N over the gallery)")
 
 
 def add_arguments(p):
@@ -31,8 +32,8 @@ def add_arguments(p):
                    help=f"targeted DeepFool overshoot when moving a midpoint into the region (default "
                         f"{PROJECTION_OVERSHOOT})")
     p.add_argument("--verification", default="auto",
-                   help="auto (weight-derived Lipschitz bound when the model allows it, else local), bound, local, "
-                        "or a slope bound (number); see docs/paths.md")
+                   help="auto (proven with the weight-derived Lipschitz bound when the model allows it, else local), "
+                        "bound, local (sampled, not proven), or a slope bound (number); see docs/paths.md")
     p.add_argument("--safety", type=float, default=DEFAULT_SAFETY,
                    help=f"local verification: factor on the observed slope (default {DEFAULT_SAFETY})")
     p.add_argument("--save", help="write the path's arrays (or the batch table) to this .npz file")
@@ -81,12 +82,22 @@ def _fmt(v, digits=4):
     return "-" if v is None else (f"{v:.{digits}g}" if isinstance(v, float) else str(v))
 
 
+def _count_line(r: dict) -> str:
+    """Proven and sampled-only paths counted apart (only proven ones are verified)."""
+    parts = [f"{r['proven']} proven"]
+    if r.get("given_bound"):
+        parts.append(f"{r['given_bound']} proven under the given slope bound")
+    parts.append(f"{r['sampled_only']} connected on samples only (not proven)")
+    return f"verified paths: {r['verified']}/{r['pairs']} ({', '.join(parts)})"
+
+
 def text(r: dict) -> str:
     if "pairs" in r:
         a = r["anchors"] or {}
         o = r["chord_outside_fraction"] or {}
         lines = [f"{r['model']}: {r['pairs']} {r['kind']} pairs, {r['connected']} connected "
                  f"({100 * r['connected_fraction']:.0f}%) in {r['seconds']} s",
+                 _count_line(r),
                  f"anchors per connected path: {r['anchors_histogram']} (mean {_fmt(a.get('mean'))}, "
                  f"max {_fmt(a.get('max'))})",
                  f"chord leaves the region for {100 * r['chord_leaves_region_fraction']:.0f}% of pairs; fraction of "
@@ -103,21 +114,31 @@ def text(r: dict) -> str:
         if r.get("saved"):
             lines.append(f"saved {r['saved']}")
         return "\n".join(lines)
-    head = (f"{r['model']}: class {r['class_name']}: "
-            + ("CONNECTED by a verified path" if r["connected"] else "NO verified path found"))
-    lines = [head, f"  from {r['image']}", f"  to   {r['image2']}",
+    g = r.get("guarantee")
+    if not r["connected"]:
+        verdict = "NO path found"
+    elif g == "proven":
+        verdict = f"CONNECTED by a proven path ({r['samples']} samples)"
+    elif g == "given_bound":
+        verdict = f"CONNECTED by a path proven under the given slope bound ({r['samples']} samples)"
+    else:
+        verdict = f"connected on {r['samples']} samples, not proven"
+    bound = (f"proven lower bound {_fmt(r['certified_margin'])}" if r["verified"] else
+             f"estimated lower bound {_fmt(r['certified_margin'])}, not proven")
+    lines = [f"{r['model']}: class {r['class_name']}: {verdict}", f"  from {r['image']}", f"  to   {r['image2']}",
              f"anchors: {r['anchors']} ({r['moved_anchors']} moved into the region)",
              f"path length / chord: {_fmt(r['length_ratio'])}   largest anchor deviation / chord: "
              f"{_fmt(r['max_chord_deviation'])}",
              f"fraction of the straight chord outside the region: {_fmt(r['chord_outside_fraction'])}",
-             f"smallest logit margin on the path: {_fmt(r['min_margin'])} (certified lower bound "
-             f"{_fmt(r['certified_margin'])})",
-             f"check: {r['guarantee']}; {r['samples']} samples",
+             f"smallest logit margin on the path: {_fmt(r['min_margin'])}"
+             + (f" ({bound})" if r["connected"] else ""),
+             f"check: {g} -- {r.get('guarantee_text', '')}",
              f"model evaluations: {r['evaluations']} ({r['gradient_evaluations']} with gradients), {r['seconds']} s"]
     if r["stopped"]:
         s = r["stopped"]
         lines.append(f"stopped: {s['reason']} -- {s['detail']}; first failing segment {s['segment']} of "
                      f"{s['segments']} ({s['check']}"
+                     + (f" in {s['check_precision']}" if s.get("check_precision") == "float64" else "")
                      + (f", at {100 * s['position']:.1f}% of the path, class {s['bad_label']}" if s["position"]
                         is not None else "") + ")")
     if r.get("saved"):
