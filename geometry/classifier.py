@@ -67,6 +67,15 @@ def probe_logits(module: nn.Module, input_shape, pixel_range, device, dtype, num
             out = module(x)
     except Exception as exc:  # the model itself failed: name the shape we fed
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        try:
+            with torch.no_grad():
+                single = module(x[:1])
+        except Exception:
+            single = None
+        if isinstance(single, torch.Tensor):
+            raise GeometryError(f"the model runs on one image but fails on a batch of {PROBE_BATCH} "
+                                f"({type(exc).__name__}{': ' + detail if detail else ''}); a classifier must accept "
+                                "any batch size (for torch.export, mark the batch dimension dynamic)") from None
         raise GeometryError(f"the model failed on an input of shape {tuple(x.shape)} ({type(exc).__name__}"
                             f"{': ' + detail if detail else ''}); check --input-shape") from None
     if not isinstance(out, torch.Tensor):

@@ -330,8 +330,11 @@ def _net_from_export(path: Path) -> torch.nn.Module:
     except ModelLoadError:
         raise
     except Exception as exc:
-        raise ModelLoadError(f"{path.name} is not a loadable torch.export program ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); it may be truncated") from None
+        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        if "warnings above" in detail:  # torch logged the real cause; the CLI shows it with --verbose
+            detail = "torch could not deserialize the program (--verbose shows torch's own report)"
+        raise ModelLoadError(f"{path.name} is not a loadable torch.export program ({type(exc).__name__}"
+                             f"{': ' + detail if detail else ''}); it may be truncated or corrupt") from None
     try:
         return ep.module()
     except Exception as exc:
