@@ -82,21 +82,19 @@ class _DropAll(logging.Filter):
 
 @contextlib.contextmanager
 def _quiet(verbose: bool):
-    """Route Python warnings through logging (``py.warnings``) and, unless ``verbose``, keep them and torch's loggers
-    (which carry their own handlers) off the terminal: their levels go above CRITICAL and their handlers drop
-    everything for the duration of the command."""
+    """Unless ``verbose``, keep Python warnings and torch's log lines off the terminal for the duration of the
+    command: warnings are ignored (and routed through logging's ``py.warnings``), torch's loggers (which carry their
+    own handlers) get a level above CRITICAL and their handlers drop everything; all is restored afterwards."""
     names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in QUIET_LOGGERS]
     loggers = [logging.getLogger(n) for n in set(names) | set(QUIET_LOGGERS)]
     saved = [(lg, lg.level) for lg in loggers]
     drop = _DropAll()
     handlers = [h for lg in loggers for h in lg.handlers]
-    logging.captureWarnings(True)
     with warnings.catch_warnings():
-        if verbose:
+        if verbose:  # warnings print as Python prints them; torch's loggers keep their own settings
             warnings.simplefilter("default")
-            if not logging.getLogger().handlers:
-                logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         else:
+            logging.captureWarnings(True)
             warnings.simplefilter("ignore")
             for lg in loggers:
                 lg.setLevel(logging.CRITICAL + 1)
@@ -105,7 +103,8 @@ def _quiet(verbose: bool):
         try:
             yield
         finally:
-            logging.captureWarnings(False)
+            if not verbose:
+                logging.captureWarnings(False)
             for lg, level in saved:
                 lg.setLevel(level)
             for h in handlers:
