@@ -216,6 +216,16 @@ class Chain:
         self.pair_norms = np.linalg.norm(self.W[:, None, :] - self.W[None, :, :], axis=2)
         self.ops_last = self.W.shape[1] + 1
 
+    def __getstate__(self):  # picklable (worker processes): no lock, no float64 copy
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        state["_precise"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def precise_leaves(self, device: torch.device) -> list:
         """The chain's layers as a float64 copy (made once, on first use)."""
         with self._lock:
@@ -234,6 +244,13 @@ class Chain:
         dtype, device = x.dtype, x.device
         eps = float(torch.finfo(dtype).eps)
         n = x.shape[0]
+
+        def norm(t):
+            # L2 norms per point in the activations' own dtype (no float64 copy of big activations), enlarged
+            # by the relative error of the computation itself (a sum of m squares and a square root)
+            flat = t.reshape(n, -1)
+            return flat.norm(dim=1).double() * (1 + (flat.shape[1] + 2) * eps)
+
         E = torch.zeros(n, dtype=torch.float64, device=device)
         a = x
         with torch.no_grad():
@@ -241,7 +258,7 @@ class Chain:
                 if spec.kind == "skip":
                     a = leaf(a)
                     continue
-                an = a.reshape(n, -1).double().norm(dim=1)
+                an = norm(a)
                 y = leaf(a)
                 if spec.kind == "affine":
                     e = affine_eps(device, dtype, spec.matmul == "conv") if spec.matmul else eps
@@ -250,16 +267,16 @@ class Chain:
                     else:
                         r = spec.ops * e * (spec.abs_norm * an + spec.bias_norm)
                 elif spec.kind == "activation":
-                    r = spec.scale * eps * (an + y.reshape(n, -1).double().norm(dim=1)) + spec.extra
+                    r = spec.scale * eps * (an + norm(y)) + spec.extra
                 elif spec.kind == "normalize":
-                    r = 3 * eps * y.reshape(n, -1).double().norm(dim=1)
+                    r = 3 * eps * norm(y)
                 elif spec.kind == "batchnorm":
                     r = 4 * eps * (spec.abs_norm * an + spec.bias_norm)
                 else:  # exact
                     r = torch.zeros_like(an)
                 E = spec.lip * E + r
                 a = y
-            A = a.reshape(n, -1).double().norm(dim=1)
+            A = norm(a)
             out = leaves[self.last](a)
             for leaf in leaves[self.last + 1:]:
                 out = leaf(out)

@@ -547,3 +547,24 @@ def test_statistics_count_proven_and_sampled_paths_apart(capsys):
     line = text({**sampled, "model": "annulus", "table": {}})
     assert "verified paths: 0/3" in line and "3 connected on samples only (not proven)" in line
     assert "verified paths: 3/3" in text({**given, "model": "annulus", "table": {}})
+
+
+def test_page_wording_says_proven_only_for_proofs():
+    from dashboard.figures.paths import margin_figure, path_trace_name, verdict_message
+
+    clf = annulus_classifier(dim=2, r_inner=1.0, r_outer=2.0)
+    x1, x2 = _t(1.5, 0.2), _t(-1.5, 0.2)
+    sampled = connecting_path(clf, x1, x2, verification="local")
+    kind, msg = verdict_message(sampled, clf.class_names)
+    assert kind == "info" and "not proven" in msg
+    assert not any(w in msg.lower() for w in ("verified", "certified", "proven path"))
+    assert path_trace_name(sampled) == "path (sampled, not proven)"
+    assert "path (sampled, not proven)" in [t.name for t in margin_figure(sampled, clf.class_names).data]
+    given = connecting_path(clf, x1, x2, verification=3.0)
+    kind, msg = verdict_message(given, clf.class_names)
+    assert kind == "success" and msg.startswith("Verified path in class shell") and "if 3 bounds the slope" in msg
+    assert path_trace_name(given) == "path proven under the given slope bound"
+    failed = connecting_path(clf, x1, x2, verification=3.0, max_anchors=0)
+    kind, msg = verdict_message(failed, clf.class_names)
+    assert kind == "warning" and "No verified path found" in msg
+    assert path_trace_name(failed) == "partial path (search stopped)"
