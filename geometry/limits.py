@@ -1,20 +1,21 @@
 """The size limits every model and image is checked against before anything is allocated.
 
 Each limit has a default, an environment variable that raises (or lowers) it for a
-whole process, and, for the CLI, an option that overrides both for one command:
+whole process, and, for two of them, a CLI option that overrides both for one command:
 
-========================= =========================================== ========================== ======================
-limit                     what it bounds                              default                    raise it with
-========================= =========================================== ========================== ======================
-input elements            elements of one model input (C*H*W)         786,432 = 3*512*512        ``--max-input-elements``,
-                                                                                                 BOUNDARY_GEOMETRY_MAX_INPUT_ELEMENTS
-parameters                tensor elements stored in a model file,     100,000,000                ``--max-parameters``,
-                          and parameters of the architecture built                               BOUNDARY_GEOMETRY_MAX_PARAMETERS
-image pixels              width * height of a PNG/JPEG, read from     40,000,000                 BOUNDARY_GEOMETRY_MAX_IMAGE_PIXELS
-                          its header before decoding
-model file bytes          size of a model file                        512 MiB                    BOUNDARY_GEOMETRY_MAX_MODEL_BYTES
-image file bytes          size of an image or .npy file               20 MiB                     BOUNDARY_GEOMETRY_MAX_IMAGE_BYTES
-========================= =========================================== ========================== ======================
+- input elements: elements of one model input (C*H*W), checked from the input shape
+  before anything is built; default 786,432 = 3*512*512;
+  ``--max-input-elements`` / BOUNDARY_GEOMETRY_MAX_INPUT_ELEMENTS.
+- parameters: tensor elements stored in a model file (from its header or archive, before
+  loading) and parameters of the architecture a state dict is loaded into (counted on the
+  ``meta`` device, before building it); default 100,000,000;
+  ``--max-parameters`` / BOUNDARY_GEOMETRY_MAX_PARAMETERS.
+- image pixels: width * height of a PNG/JPEG, read from its header before decoding;
+  default 40,000,000; BOUNDARY_GEOMETRY_MAX_IMAGE_PIXELS.
+- model file bytes: size of a model file (and what a zip archive unpacks to);
+  default 512 MiB; BOUNDARY_GEOMETRY_MAX_MODEL_BYTES.
+- image file bytes: size of an image or .npy file; default 20 MiB;
+  BOUNDARY_GEOMETRY_MAX_IMAGE_BYTES.
 
 A bad value in an environment variable is an error naming the variable, never silently ignored.
 Imports only the standard library.

@@ -49,7 +49,9 @@ def add_arguments(p):
 
 
 def validate(args) -> None:
-    positive(args.candidates, "--candidates", integer=True)
+    if args.candidates < 2:
+        raise GeometryError(f"--candidates must be an integer >= 2 (the label plus at least one other class), got "
+                            f"{args.candidates}")
     positive(args.max_iter, "--max-iter", integer=True)
     positive(args.overshoot, "--overshoot", allow_zero=True)
     positive(args.tol, "--tol")

@@ -9,7 +9,8 @@ import torch
 from ..detection import ATTACKS, DEFAULT_FPR, DIRECTION_SETS, attack_batch, model_detector
 from ..errors import GeometryError
 from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args
-from .subspace import add_subspace_arguments, cache_arg, stderr_progress, subspace_from_args, validate_subspace_arguments
+from .subspace import (add_subspace_arguments, cache_arg, stderr_progress, subspace_from_args,
+                       validate_subspace_arguments)
 
 HELP = "curvature-asymmetry detector: score, threshold, flag and recovered label for one image"
 
@@ -42,7 +43,7 @@ def validate(args) -> None:
     if args.calibration_images < 2:
         raise GeometryError(f"--calibration-images must be at least 2, got {args.calibration_images}")
     if not 0 < args.fpr < 1:
-        raise GeometryError(f"--fpr must be a rate strictly between 0 and 1, got {args.fpr}")
+        raise GeometryError(f"--fpr is a false-positive rate: it must lie strictly between 0 and 1, got {args.fpr}")
     if not (math.isfinite(args.size) and args.size > 0):
         raise GeometryError(f"--size must be a positive number, got {args.size}")
     validate_subspace_arguments(args)

@@ -55,7 +55,7 @@ def validate(args) -> None:
     if args.connectivity_pairs < 0:
         raise GeometryError(f"--connectivity-pairs must be 0 or more, got {args.connectivity_pairs}")
     if not 0 < args.fpr < 1:
-        raise GeometryError(f"--fpr must be a rate strictly between 0 and 1, got {args.fpr}")
+        raise GeometryError(f"--fpr is a false-positive rate: it must lie strictly between 0 and 1, got {args.fpr}")
     _sizes(args.sizes)
     check_out_folder(args.out)
     validate_subspace_arguments(args)
