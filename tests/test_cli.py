@@ -34,3 +34,16 @@ def test_errors_are_one_clear_line(tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_usage_errors_and_verbose_flag():
+    from geometry import cli
+
+    parser = cli.build_parser()
+    assert parser.parse_args(["-v", "predict"]).verbose is True
+    assert parser.parse_args(["predict", "--verbose"]).verbose is True
+    assert parser.parse_args(["predict"]).verbose is False
+    proc = run_cli("predict", "--top", "many", check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("error: argument --top: invalid int value: 'many'")
+    assert "usage:" not in proc.stderr and "--help" in proc.stderr

@@ -61,6 +61,22 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(GeometryError, match="no CUDA GPU"):
             pick_device("cuda")
+    for bad in ("bogus", "meta", "cuda:x", 3.5):
+        with pytest.raises(GeometryError, match="auto, cpu, cuda or cuda:N"):
+            pick_device(bad)
+
+
+def test_shapes_and_ranges_are_parsed_strictly():
+    from geometry.loading import parse_range, parse_shape
+
+    assert parse_shape("1x28x28") == parse_shape([1, 28, 28]) == parse_shape([1.0, "28", 28]) == (1, 28, 28)
+    for bad in ([1.5, 28, 28], "1,28,2.5", [True, 28, 28], [0, 28, 28], "-1,28,28", {"c": 1}, [1] * 9):
+        with pytest.raises(GeometryError, match="input shape"):
+            parse_shape(bad)
+    assert parse_range("0,255") == (0.0, 255.0)
+    for bad in ("0", "0,1,2", [0, float("nan")], [float("-inf"), 0], [True, 2], "1,0"):
+        with pytest.raises(GeometryError, match="pixel range"):
+            parse_range(bad)
 
 
 @pytest.fixture(scope="module")
