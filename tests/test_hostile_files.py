@@ -37,7 +37,8 @@ def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile")
     t = time.perf_counter()
     files = build_corpus(folder)
-    assert time.perf_counter() - t < 10, "building the corpus must stay fast"
+    # about 4 s here; the bound leaves room for a busy shared machine
+    assert time.perf_counter() - t < 20, "building the corpus must stay fast"
     yield folder, files
     assert payload_ran(folder) == [], f"a payload ran: {payload_ran(folder)}"
 
