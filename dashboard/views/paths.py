@@ -1,4 +1,4 @@
-"""Paths: is the region of a class connected? A verified path between two images of one class.
+"""Paths: is the region of a class connected? A path between two images of one class, proven where the model allows.
 
 Gathers the choices (the sidebar image, a second gallery image of its class or an image of another
 class pushed into it), calls geometry.paths (cached per model, images and settings), and hands the
@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard.figures.common import image_figure, probability_figure
 from dashboard.figures.paths import (anchor_images_figure, anchors_histogram, margin_figure, outside_histogram,
-                                     plane_figure)
+                                     plane_figure, verdict_message)
 from dashboard.jobs import compute
 from dashboard.state import current_image, current_model
 from dashboard.ui import export_buttons, guarded
@@ -174,7 +174,7 @@ with guarded("finding the path"):
 if path is not None:
     st_ = path.statistics
     m = st.columns(7)
-    m[0].metric("Connected", "yes" if path.connected else "no")
+    m[0].metric("Connected", ("yes, proven" if path.verified else "yes, sampled") if path.connected else "no")
     m[1].metric("Anchors", path.n_anchors, f"{st_['moved_anchors']} moved", delta_color="off")
     fmt = lambda v, p=3: "—" if v is None else f"{v:.{p}g}"  # noqa: E731
     m[2].metric("Path / chord length", fmt(st_["length_ratio"], 4))
@@ -184,10 +184,9 @@ if path is not None:
     m[6].metric("Model evaluations", f"{path.evaluations:,}")
     if not path.connected:
         st.warning(_stop_text(path, names))
-    else:
-        st.success(f"Verified path in class {names[path.label]}: every segment passed the check "
-                   f"({st_['samples']:,} samples; {st_['guarantee']}; certified margin ≥ "
-                   f"{st_['certified_margin']:.3g}).")
+    else:  # "verified" / "certified" only where a proof backs them; sampled checks say so
+        kind, text = verdict_message(path, names)
+        {"success": st.success, "info": st.info, "warning": st.warning}[kind](text)
 
     st.subheader("Images along the path")
     with guarded("drawing the anchors"):
@@ -275,7 +274,8 @@ else:
         bar.progress(1.0, text=f"{total} pairs done in {stats.seconds:.1f} s (including cached results)")
         summ = stats.summary()
         k1, k2, k3, k4 = st.columns(4)
-        k1.metric("Pairs connected", f"{summ['connected']} / {summ['pairs']}")
+        k1.metric("Pairs connected", f"{summ['connected']} / {summ['pairs']}",
+                  f"{summ['verified']} proven, {summ['sampled_only']} sampled only", delta_color="off")
         a = summ["anchors"] or {}
         k2.metric("Anchors (mean, max)", f"{a.get('mean', 0):.2g}, {a.get('max', 0):.0f}" if a else "—")
         k3.metric("Chord leaves the region", f"{100 * summ['chord_leaves_region_fraction']:.0f}% of pairs")
