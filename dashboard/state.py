@@ -21,7 +21,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from dashboard.jobs import compute
+from dashboard.jobs import compute, executor
 from geometry.errors import GeometryError
 from geometry.executor import ModelRef
 from geometry.tasks import ModelFacts, model_facts
@@ -66,7 +66,9 @@ def _stored_upload(data: bytes, filename: str, sidecar: bytes | None) -> tuple[P
 
 
 def _facts(ref: ModelRef, what: str) -> ModelFacts:
-    return compute(model_facts, model=ref, what=what, timeout=LOAD_TIMEOUT_S)
+    # loading includes the probe forward pass: a model that loops for minutes is stopped here
+    timeout = min(LOAD_TIMEOUT_S, getattr(executor(), "timeout", LOAD_TIMEOUT_S))
+    return compute(model_facts, model=ref, what=what, timeout=timeout)
 
 
 def _digest(data: bytes) -> str:
