@@ -31,6 +31,7 @@ def run(clf, ps, budget, verification):
     sec = time.perf_counter() - t0
     n = len(st.paths)
     return {"connected": sum(p.connected for p in st.paths) / n,
+            "proven": sum(p.verified for p in st.paths) / n,
             "anchors": float(np.mean([p.n_anchors for p in st.paths if p.connected] or [np.nan])),
             "evals": float(np.mean([p.evaluations for p in st.paths])),
             "evals_max": int(max(p.evaluations for p in st.paths)),
@@ -60,7 +61,8 @@ def main(argv=None):
     for kind in ("natural", "adversarial"):
         ps = gallery_pairs(clf, n, kind=kind, seed=0)
         print(f"\n{kind} pairs ({len(ps.labels)}): per path, by anchor budget and check")
-        print(f"{'budget':>6} | {'check':>6} | {'connected':>9} | {'anchors':>7} | {'evals':>8} | {'max evals':>9} | "
+        print(f"{'budget':>6} | {'check':>6} | {'connected':>9} | {'proven':>6} | {'anchors':>7} | {'evals':>8} | "
+              f"{'max evals':>9} | "
               f"{'s/path':>7} | {'evals / budget-16':>17}")
         rows = {}
         for verification in ("bound", "local") if bound else ("local",):
@@ -68,7 +70,8 @@ def main(argv=None):
                 rows[(verification, b)] = run(clf, ps, b, verification)
         for (verification, b), r in rows.items():
             ref = rows[(verification, 16)]["evals"]
-            print(f"{b:>6} | {verification:>6} | {r['connected']:>9.2f} | {r['anchors']:>7.2f} | {r['evals']:>8.0f} | "
+            print(f"{b:>6} | {verification:>6} | {r['connected']:>9.2f} | {r['proven']:>6.2f} | {r['anchors']:>7.2f} | "
+                  f"{r['evals']:>8.0f} | "
                   f"{r['evals_max']:>9d} | {r['sec']:>7.3f} | {r['evals'] / ref:>17.2f}")
         if bound:
             b16, l16 = rows[("bound", 16)], rows[("local", 16)]

@@ -631,12 +631,15 @@ def _markdown(rep: Reproduction, fig_refs: dict[str, str]) -> str:
         rows = []
         for kind, cn in n["connectivity"].items():
             a, lr, dev = cn.get("anchors") or {}, cn.get("length_ratio") or {}, cn.get("max_chord_deviation") or {}
-            rows.append([kind, f"{cn['connected']}/{cn['pairs']}", a.get("median"), a.get("max"), lr.get("median"),
-                         dev.get("median"), cn.get("chord_leaves_region_fraction"), cn.get("seconds")])
-        L += ["Verified piecewise-linear paths inside one classification region (geometry.paths): natural pairs "
+            proven = cn.get("verified")  # reports written before proofs were counted apart lack it
+            rows.append([kind, f"{cn['connected']}/{cn['pairs']}",
+                         "not recorded" if proven is None else f"{proven}/{cn['pairs']}", a.get("median"), a.get("max"),
+                         lr.get("median"), dev.get("median"), cn.get("chord_leaves_region_fraction"), cn.get("seconds")])
+        L += ["Piecewise-linear paths inside one classification region (geometry.paths; 'proven' counts the paths "
+              "whose every segment was proven by the weight-derived Lipschitz bound): natural pairs "
               "are two held-out images of one class; adversarial pairs join a held-out image to an image of "
               "another class pushed into its class by targeted DeepFool.", "",
-              _table(["pairs", "connected", "median anchors", "max anchors", "median length / chord",
+              _table(["pairs", "connected", "proven", "median anchors", "max anchors", "median length / chord",
                       "median max deviation / chord", "straight chord leaves the region", "seconds"], rows), ""]
     else:
         L += ["Not computed: " + "; ".join(x for x in rep.notes if x.startswith("Connectivity")), ""]

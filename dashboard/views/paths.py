@@ -150,7 +150,8 @@ with st.expander("Search settings", expanded=False):
                  format_func=lambda k: k, help="proven: a Lipschitz bound of every logit difference computed from the "
                                                "weights, so no label change can hide between samples (slower near "
                                                "the boundary). sampled: the slope bound is estimated from the "
-                                               "samples (safety factor 2). auto: proven when the model allows it.")
+                                               "samples (safety factor 2): a result reported as sampled, not "
+                                               "proven. auto: proven when the model allows it.")
     s3.number_input("DeepFool overshoot", 0.0, 1.0, key="paths_overshoot", step=0.01, format="%.3f")
     s4.select_slider("Plane resolution", PLANE_RESOLUTIONS, key="paths_resolution")
 
@@ -168,7 +169,7 @@ with guarded("finding the path"):
         t0 = time.perf_counter()
         path = _path(max_anchors, verification, overshoot, img.tensor.to(clf.dtype), x2.to(clf.dtype).cpu())
         status.update(label=f"Path search done ({time.perf_counter() - t0:.1f} s, {path.evaluations:,} model "
-                            f"evaluations; check: {path.statistics['guarantee']})", state="complete",
+                            f"evaluations; {path.statistics.get('guarantee_text') or path.statistics['guarantee']})", state="complete",
                       expanded=False)
 
 if path is not None:
