@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -54,11 +56,17 @@ def _stored_upload(data: bytes, filename: str, sidecar: bytes | None) -> tuple[P
     # the file name keeps only its extension (which selects the format): nothing user-typed reaches a path
     suffix = "".join(c for c in Path(filename).suffix.lower() if c.isalnum() or c == ".")[:12]
     path, side = folder / f"model{suffix}", (folder / "model.sidecar.json" if sidecar is not None else None)
-    if not path.exists():
+    if path.exists():
+        os.utime(folder)  # in use: the newest folders are the ones kept
+    else:
         folder.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        if side is not None:
-            side.write_bytes(sidecar)
+        # written under a temporary name and renamed, the sidecar first: a second session uploading the
+        # same file at the same moment never sees a half-written model
+        for target, data_ in ((side, sidecar), (path, data)):
+            if target is not None:
+                tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                tmp.write_bytes(data_)
+                os.replace(tmp, target)
         folders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
         for old in folders[:-UPLOADS_KEPT]:
             shutil.rmtree(old, ignore_errors=True)

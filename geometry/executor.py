@@ -57,7 +57,9 @@ MODELS_PER_WORKER = 4
 class JobFailed(GeometryError):
     """A job was stopped (time or memory limit), its worker died, or the analysis raised.
 
-    ``kind`` is one of "timeout", "memory", "crashed", "error", "queue"."""
+    ``kind``: "timeout", "memory" (a limit stopped it), "crashed" (its worker process died),
+    "failed" (the analysis raised an unexpected exception), "queue" (refused at submission:
+    too many jobs of this owner), "error" (anything else)."""
 
     def __init__(self, message: str, kind: str = "error"):
         super().__init__(message)
@@ -243,6 +245,21 @@ def _recv(conn):
     return pickle.loads(conn.recv_bytes())
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the server dies (a busy worker would otherwise compute on)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the server died before the request took effect
+            os._exit(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker_main(conn, memory_bytes: int | None, threads: int) -> None:
     """A worker: load models on demand (cached by digest), run jobs one at a time, report progress.
 
@@ -252,6 +269,7 @@ def _worker_main(conn, memory_bytes: int | None, threads: int) -> None:
     import logging
     import warnings
 
+    _die_with_parent()
     warnings.simplefilter("ignore")
     logging.getLogger("torch").setLevel(logging.CRITICAL)
     import torch
@@ -309,13 +327,13 @@ def _worker_main(conn, memory_bytes: int | None, threads: int) -> None:
                 reply, fatal = ("error", job_id, ("memory", str(exc).splitlines()[0][:200] if str(exc) else "")), True
             else:
                 tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-                reply = ("error", job_id, ("crashed", tb[:300]))
+                reply = ("error", job_id, ("failed", tb[:300]))
         try:
             _send(conn, reply)
         except Exception as exc:  # noqa: BLE001 - a result that does not pickle
             if _is_memory_error(exc):
                 fatal = True
-            _send(conn, ("error", job_id, ("memory" if fatal else "crashed",
+            _send(conn, ("error", job_id, ("memory" if fatal else "failed",
                                          f"the result could not be sent back ({type(exc).__name__})")))
         if fatal:  # after a failed allocation the process may be in a bad state: let the pool replace it
             return
@@ -349,6 +367,7 @@ class _Worker:
         self.future: JobFuture | None = None
         self.deadline: float | None = None
         self.peak_rss = 0
+        self.broken = False
 
     @property
     def pid(self) -> int:
@@ -374,10 +393,15 @@ class LocalPool:
 
     ``workers``: processes (default one per core); ``memory_gb``: cap per worker;
     ``timeout``: default seconds per job; ``max_per_owner``: jobs one owner may have queued or
-    running at once. Started at construction; :meth:`shutdown` stops every worker."""
+    running at once. Started at construction; :meth:`shutdown` stops every worker.
+
+    One dispatcher thread owns the workers. Futures are resolved *outside* the pool's lock, so a
+    done-callback may submit or inspect the pool freely."""
 
     def __init__(self, workers: int | None = None, memory_gb: float | None = DEFAULT_MEMORY_GB,
                  timeout: float = DEFAULT_TIMEOUT_S, max_per_owner: int = DEFAULT_PER_OWNER, threads: int = 1):
+        if not timeout > 0:
+            raise GeometryError(f"the time limit per job must be positive, got {timeout}")
         self.workers_n = max(1, int(workers or os.cpu_count() or 1))
         self.memory_gb = memory_gb
         self.memory_bytes = int(memory_gb * 2**30) if memory_gb else None
@@ -386,6 +410,7 @@ class LocalPool:
         self.threads = threads
         self._lock = threading.Condition()
         self._pending: collections.deque = collections.deque()   # (job_id, future)
+        self._outcomes: list = []   # (future, "result" | "exception", value): resolved after the lock is released
         self._ids = itertools.count(1)
         self._workers = [self._spawn() for _ in range(self.workers_n)]
         self._closed = False
@@ -399,6 +424,7 @@ class LocalPool:
         with self._lock:
             if self._closed:
                 raise JobFailed("the analysis pool is shut down", "queue")
+            self._drop_cancelled()
             if job.owner is not None and self.max_per_owner > 0:
                 mine = sum(1 for _, f in self._pending if f.job.owner == job.owner)
                 mine += sum(1 for w in self._workers if w.future is not None and w.future.job.owner == job.owner)
@@ -411,15 +437,19 @@ class LocalPool:
         return fut
 
     def position(self, fut: JobFuture) -> int:
+        """Live jobs ahead of ``fut`` in the queue (cancelled ones do not count)."""
         with self._lock:
-            for i, (_, f) in enumerate(self._pending):
+            ahead = 0
+            for _, f in self._pending:
                 if f is fut:
-                    return i
+                    return ahead
+                if not f.cancelled():
+                    ahead += 1
         return 0
 
     def queued(self) -> int:
         with self._lock:
-            return len(self._pending)
+            return sum(1 for _, f in self._pending if not f.cancelled())
 
     def running(self) -> int:
         with self._lock:
@@ -429,11 +459,18 @@ class LocalPool:
         with self._lock:
             return [w.pid for w in self._workers]
 
+    def alive(self) -> bool:
+        """True while the dispatcher thread runs (it only stops at :meth:`shutdown`)."""
+        return self._thread.is_alive()
+
     def shutdown(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             pending = list(self._pending)
             self._pending.clear()
+            busy = [w.future for w in self._workers if w.future is not None]
             self._lock.notify_all()
         for _, f in pending:
             f.cancel()
@@ -448,21 +485,40 @@ class LocalPool:
             except subprocess.TimeoutExpired:
                 pass
             w.kill()
-            if w.future is not None and not w.future.done():
-                w.future.set_exception(JobFailed("the analysis pool was shut down", "crashed"))
+        for f in busy:
+            if not f.done():
+                f.set_exception(JobFailed("the analysis pool was shut down", "crashed"))
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ internals (called with the lock held)
     def _spawn(self) -> _Worker:
         return _Worker(self.memory_bytes, self.threads)
 
+    def _drop_cancelled(self) -> None:
+        if any(f.cancelled() for _, f in self._pending):
+            self._pending = collections.deque((i, f) for i, f in self._pending if not f.cancelled())
+
     def _replace(self, w: _Worker) -> None:
+        if w not in self._workers:  # already replaced in this pass
+            return
         w.kill()
         i = self._workers.index(w)
-        self._workers[i] = self._spawn()
+        try:
+            self._workers[i] = self._spawn()
+        except OSError as exc:  # out of processes or descriptors: keep the dead slot, retry on the next pass
+            _log(f"could not start a worker: {exc}")
+            w.ready, w.broken = False, True
         self.stats["replaced"] += 1
 
+    def _finish(self, w: _Worker, outcome: str, value) -> None:
+        fut = w.future
+        w.future, w.job_id, w.deadline = None, None, None
+        if fut is not None:
+            self._outcomes.append((fut, outcome, value))
+
     def _fail(self, w: _Worker, kind: str, detail: str = "") -> None:
-        fut, job = w.future, w.future.job
+        if w.future is None:
+            return
+        job = w.future.job
         limit = job.timeout or self.timeout
         if kind == "timeout":
             msg = (f"{job.what} was stopped after {limit:.0f} s (the time limit per analysis); choose smaller "
@@ -470,16 +526,15 @@ class LocalPool:
         elif kind == "memory":
             msg = (f"this model needs more than {_fmt_gb(self.memory_gb)} of memory for {job.what}; it was stopped "
                    "(the memory limit per analysis). Choose smaller settings or a smaller input")
-        elif kind == "crashed" and detail:
+        elif kind == "failed":
             msg = f"{job.what} failed: {detail}"
         else:
             msg = f"{job.what} stopped unexpectedly (its worker process exited); try again or other settings"
         self.stats[kind] += 1
-        w.future, w.job_id, w.deadline = None, None, None
-        if not fut.done():
-            fut.set_exception(JobFailed(msg, kind))
+        self._finish(w, "exception", JobFailed(msg, kind))
 
     def _dispatch(self) -> None:
+        self._drop_cancelled()
         for w in self._workers:
             if not self._pending:
                 return
@@ -489,14 +544,16 @@ class LocalPool:
             if not fut.set_running_or_notify_cancel():
                 continue
             fut.started_at = time.monotonic()
-            try:
-                _send(w.conn, (job_id, fut.job))
-            except Exception as exc:  # noqa: BLE001 - an argument that does not pickle
-                fut.set_exception(JobFailed(f"{fut.job.what} could not be sent to a worker "
-                                            f"({type(exc).__name__}: {exc})", "error"))
-                continue
             w.future, w.job_id = fut, job_id
             w.deadline = fut.started_at + (fut.job.timeout or self.timeout)
+            try:
+                _send(w.conn, (job_id, fut.job))
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:  # an argument that does not pickle
+                self._finish(w, "exception", JobFailed(f"{fut.job.what} could not be sent to a worker "
+                                                       f"({type(exc).__name__}: {exc})", "error"))
+            except OSError:  # the worker died in between
+                self._fail(w, "crashed")
+                self._replace(w)
 
     def _handle(self, w: _Worker, msg) -> None:
         tag = msg[0]
@@ -508,65 +565,97 @@ class LocalPool:
         if tag == "progress":
             w.future.progress = msg[2]
             return
-        fut = w.future
         if tag == "done":
-            w.future, w.job_id, w.deadline = None, None, None
             self.stats["done"] += 1
-            fut.set_result(msg[2])
+            self._finish(w, "result", msg[2])
             return
         kind, text = msg[2]
         if kind == "error":
-            w.future, w.job_id, w.deadline = None, None, None
             self.stats["error"] += 1
-            fut.set_exception(GeometryError(text))
+            self._finish(w, "exception", GeometryError(text))
+        elif kind == "memory":  # the worker exits after a failed allocation: replace it before the next job
+            self._fail(w, "memory")
+            self._replace(w)
         else:
-            self._fail(w, kind, text if kind == "crashed" else "")
+            self._fail(w, kind, text)
+
+    def _service(self, ready, conns) -> None:
+        for c in ready:
+            w = conns[c]
+            if w not in self._workers:
+                continue
+            try:
+                while w in self._workers and c.poll():
+                    self._handle(w, _recv(c))
+            except (EOFError, OSError):
+                self._fail(w, "crashed")
+                self._replace(w)
+            except Exception as exc:  # noqa: BLE001 - a reply that does not unpickle: that job fails, not the pool
+                self._fail(w, "failed", f"its result could not be read ({type(exc).__name__})")
+                self._replace(w)
+        now = time.monotonic()
+        for w in list(self._workers):
+            if getattr(w, "broken", False):
+                self._replace(w)
+                continue
+            if w.future is not None:
+                rss = _rss_bytes(w.pid)
+                w.peak_rss = max(w.peak_rss, rss)
+                if self.memory_bytes and rss > self.memory_bytes:
+                    self._fail(w, "memory")
+                    self._replace(w)
+                    continue
+                if w.deadline is not None and now > w.deadline:
+                    self._fail(w, "timeout")
+                    self._replace(w)
+                    continue
+            if not w.alive():
+                self._fail(w, "memory" if w.process.returncode == -9 else "crashed")
+                self._replace(w)
+        self._dispatch()
+
+    def _resolve(self) -> None:
+        """Hand outcomes to their futures, outside the lock (done-callbacks run here)."""
+        with self._lock:
+            outcomes, self._outcomes = self._outcomes, []
+        for fut, outcome, value in outcomes:
+            try:
+                if fut.done():
+                    continue
+                if outcome == "result":
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+            except Exception as exc:  # noqa: BLE001 - a failing callback must not stop the pool
+                _log(f"a job's done-callback failed: {type(exc).__name__}: {exc}")
 
     def _loop(self) -> None:
         from multiprocessing.connection import wait
 
         while True:
-            with self._lock:
-                if self._closed:
-                    return
-                self._dispatch()
-                conns = {w.conn: w for w in self._workers}
             try:
-                ready = wait(list(conns), timeout=0.1)
-            except (OSError, ValueError):
-                ready = []
-            with self._lock:
-                if self._closed:
-                    return
-                for c in ready:
-                    w = conns[c]
-                    if w not in self._workers:
-                        continue
-                    try:
-                        while c.poll():
-                            self._handle(w, _recv(c))
-                    except (EOFError, OSError, pickle.UnpicklingError):
-                        if w.future is not None:
-                            self._fail(w, "crashed")
-                        self._replace(w)
-                now = time.monotonic()
-                for w in list(self._workers):
-                    if w.future is not None:
-                        rss = _rss_bytes(w.pid)
-                        w.peak_rss = max(w.peak_rss, rss)
-                        if self.memory_bytes and rss > self.memory_bytes:
-                            self._fail(w, "memory")
-                            self._replace(w)
-                            continue
-                        if w.deadline is not None and now > w.deadline:
-                            self._fail(w, "timeout")
-                            self._replace(w)
-                            continue
-                    if not w.alive():
-                        if w.future is not None:
-                            self._fail(w, "memory" if w.process.returncode == -9 else "crashed")
-                        self._replace(w)
-                self._dispatch()
+                with self._lock:
+                    if self._closed:
+                        return
+                    self._dispatch()
+                    conns = {w.conn: w for w in self._workers if not getattr(w, "broken", False)}
+                try:
+                    ready = wait(list(conns), timeout=0.1)
+                except (OSError, ValueError):
+                    ready = []
+                with self._lock:
+                    if self._closed:
+                        return
+                    self._service(ready, conns)
+            except Exception as exc:  # noqa: BLE001 - the dispatcher never dies while the pool is open
+                _log(f"dispatcher error: {type(exc).__name__}: {exc}")
+                time.sleep(0.1)
+            finally:
+                self._resolve()
+
+
+def _log(message: str) -> None:
+    print(f"geometry.executor: {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------- the default
@@ -626,15 +715,17 @@ def _feed(h, obj) -> None:
             _feed(h, getattr(obj, f.name))
         return
     if isinstance(obj, dict):
-        h.update(b"dict")
+        h.update(f"dict[{len(obj)}".encode())
         for k in sorted(obj, key=repr):
             _feed(h, k)
             _feed(h, obj[k])
+        h.update(b"]")
         return
     if isinstance(obj, (list, tuple)):
-        h.update(type(obj).__name__.encode())
+        h.update(f"{type(obj).__name__}[{len(obj)}".encode())
         for x in obj:
             _feed(h, x)
+        h.update(b"]")
         return
     if callable(obj) and hasattr(obj, "__qualname__"):
         h.update(f"{getattr(obj, '__module__', '')}:{obj.__qualname__}".encode())

@@ -35,3 +35,22 @@ def touch(clf, path: str):
     with open(path, "w") as f:
         f.write("ran")
     return path
+
+
+class Unreadable:
+    """Pickles fine in the worker, fails to unpickle in the server."""
+
+    def __reduce__(self):
+        return (_explode, ())
+
+
+def _explode():
+    raise ValueError("cannot rebuild this result")
+
+
+def unreadable_result(clf):
+    return Unreadable()
+
+
+def add(a, b):
+    return a + b

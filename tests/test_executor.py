@@ -76,7 +76,7 @@ def test_a_dying_worker_or_a_bug_is_one_message(pool):
     assert err.value.kind == "crashed" and "worker process exited" in str(err.value)
     with pytest.raises(JobFailed) as err:
         pool.submit(Job(jobfns.raise_value_error, REF, what="the buggy analysis")).result(120)
-    assert str(err.value) == "the buggy analysis failed: ValueError: a plain bug"
+    assert str(err.value) == "the buggy analysis failed: ValueError: a plain bug" and err.value.kind == "failed"
     # bad input from the library arrives as the library's own GeometryError message
     with pytest.raises(GeometryError, match="neither a bundled model"):
         pool.submit(Job(model_facts, ModelRef("no_such_model", (), "x"))).result(120)
@@ -131,3 +131,84 @@ def test_fingerprint_follows_values_not_identity():
     assert fingerprint((boundary_point, a, {"k": 1})) != fingerprint((boundary_point, a + 1e-7, {"k": 1}))
     assert fingerprint((boundary_point, a)) != fingerprint((probabilities, a))
     assert fingerprint(a.double()) != fingerprint(a)
+
+
+def test_done_callbacks_may_use_the_pool(pool):
+    """Futures are resolved outside the pool's lock: a callback that submits or asks positions
+    (as the app's result cache does) must not deadlock the dispatcher."""
+    seen = []
+
+    def callback(f):
+        seen.append(pool.position(f))
+        seen.append(pool.submit(Job(jobfns.add, None, (1, 2))))
+
+    fut = pool.submit(Job(jobfns.add, None, (2, 3)))
+    fut.add_done_callback(callback)
+    assert fut.result(60) == 5
+    deadline = time.monotonic() + 60
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen[1].result(60) == 3 and pool.alive()
+
+
+def test_a_memory_failure_does_not_take_the_next_job_down(pool):
+    greedy = pool.submit(Job(jobfns.allocate, REF, (3.0,), what="the greedy analysis"))
+    innocent = pool.submit(Job(jobfns.sleep_then, REF, (0, "fine"), what="the innocent analysis"))
+    with pytest.raises(JobFailed):
+        greedy.result(120)
+    assert innocent.result(120) == "fine"
+
+
+def test_an_unreadable_result_fails_its_job_not_the_pool(pool):
+    with pytest.raises(JobFailed) as err:
+        pool.submit(Job(jobfns.unreadable_result, REF, what="the odd analysis")).result(120)
+    assert err.value.kind == "failed" and "could not be read" in str(err.value)
+    assert pool.alive()
+    assert pool.submit(Job(jobfns.add, None, (1, 1))).result(120) == 2
+
+
+def test_cancelled_jobs_neither_count_nor_hold_places(pool):
+    pool.submit(Job(jobfns.add, None, (0, 0))).result(120)
+    first = pool.submit(Job(jobfns.sleep_then, REF, (2,), owner="a"))
+    while not first.running():
+        time.sleep(0.05)
+    dropped = [pool.submit(Job(jobfns.sleep_then, REF, (0,), owner="a")) for _ in range(2)]
+    for f in dropped:
+        assert f.cancel()
+    other = pool.submit(Job(jobfns.sleep_then, REF, (0, "b"), owner="b"))
+    assert other.position() == 0
+    again = pool.submit(Job(jobfns.sleep_then, REF, (0, "a"), owner="a"))  # 1 running + 1 queued: under 3
+    assert again.result(60) == "a" and other.result(60) == "b"
+
+
+def test_app_cache_with_an_inline_executor_does_not_deadlock(monkeypatch):
+    """The app's result cache (dashboard.jobs) with an executor whose futures are done at once."""
+    import dashboard.jobs as jobs
+
+    inline = InlineExecutor()
+    monkeypatch.setattr(jobs, "executor", lambda: inline)
+    store = jobs._Store()
+    fut = jobs._attach(store, "k", lambda: Job(jobfns.add, None, (2, 2)))
+    jobs._detach(store, "k", fut)
+    assert fut.result(5) == 4 and store.get("k") == (True, 4) and not store.inflight
+    # a failure is remembered as a fresh error each time (no growing traceback)
+    fut = jobs._attach(store, "bad", lambda: Job(jobfns.raise_value_error, REF))
+    jobs._detach(store, "bad", fut)
+    errors = []
+    for _ in range(2):
+        with pytest.raises(GeometryError) as err:
+            store.get("bad")
+        errors.append(err.value)
+    assert errors[0] is not errors[1] and "a plain bug" in str(errors[0])
+
+
+def test_app_cache_keeps_to_its_byte_budget(monkeypatch):
+    import dashboard.jobs as jobs
+
+    monkeypatch.setattr(jobs, "RESULTS_MAX_BYTES", 1000)
+    store = jobs._Store()
+    for i in range(5):
+        store.put(i, i, 300)
+    assert list(store.results) == [2, 3, 4] and store.nbytes == 900
+    store.put("huge", 0, jobs.RESULT_MAX_BYTES + 1)
+    assert "huge" not in store.results
