@@ -130,9 +130,14 @@ def build_architecture(name: str, num_classes: int, kwargs: dict | None = None) 
     if not isinstance(name, str) or not name:
         raise _unknown_architecture(str(name))
     _check_kwargs(name, kwargs)
+    return _build_explained(name, num_classes, kwargs)
+
+
+def _build_explained(name: str, num_classes: int, kwargs: dict) -> nn.Module:
+    """:func:`_build`, with a builder's own failures turned into one message naming the architecture."""
     try:
         return _build(name, num_classes, kwargs)
-    except ModelLoadError:
+    except (ModelLoadError, _ParameterBudget):
         raise
     except TypeError as exc:
         raise _kwargs_error(name, kwargs, exc) from None
@@ -211,16 +216,9 @@ def architecture_parameters(name: str, num_classes: int, kwargs: dict | None, li
     mode = _MetaBuild(real_budget=max(MAX_BUILD_REAL_ELEMENTS, limit // 4), max_calls=MAX_BUILD_CALLS)
     try:
         with torch.random.fork_rng(devices=[]), mode:
-            net = _build(name, num_classes, kwargs)
+            net = _build_explained(name, num_classes, kwargs)
     except _ParameterBudget as exc:
         raise ModelLoadError(f"{what} needs {exc} to build; refusing it as too large") from None
-    except ModelLoadError:
-        raise
-    except TypeError as exc:
-        raise _kwargs_error(name, kwargs, exc) from None
-    except Exception as exc:
-        raise ModelLoadError(f"architecture {name!r} cannot be built with arch_kwargs {kwargs} "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
     count = sum(p.numel() for p in net.parameters())
     if count > limit:
         raise PARAMETERS.exceeded(what, count, limit)
