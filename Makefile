@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: app test install install-test browser bench train clean
+.PHONY: app test install install-test browser bench train clean loadtest
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ app: install
 
 test: install-test browser
 	$(PY) -m pytest -q tests
+
+# 8 real browser sessions at once + the hostile uploads; writes out/loadtest.json (see docs/loadtest.md)
+loadtest: install-test browser
+	$(PY) tests/loadtest.py --sessions 8
 
 bench: install-test
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
