@@ -13,6 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# Imported once here, before any page: two sessions starting at the same moment must not both be
+# the first to import pandas/plotly inside a page (one of them saw a half-initialised module).
+import pandas  # noqa: E402, F401
+import plotly.graph_objects  # noqa: E402, F401
 import streamlit as st  # noqa: E402
 
 from dashboard.state import render_sidebar  # noqa: E402
@@ -26,7 +30,8 @@ PAGES = [  # (file in dashboard/pages, title, icon)
     ("vulnerability.py", "Vulnerability", ":material/shield:"),
 ]
 
-st.set_page_config(page_title="Boundary geometry", page_icon=":material/blur_on:", layout="wide")
+# a local icon: a Material icon name would make every browser fetch Google's font server
+st.set_page_config(page_title="Boundary geometry", page_icon=str(ROOT / "assets" / "icon.png"), layout="wide")
 
 pages = [st.Page(str(ROOT / "dashboard" / "views" / f), title=t, icon=i, default=(f == "overview.py"))
          for f, t, i in PAGES if (ROOT / "dashboard" / "views" / f).exists()]

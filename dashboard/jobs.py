@@ -133,12 +133,13 @@ def _size(value) -> int:
 
 
 def compute(fn, *args, what: str = "the analysis", model: ModelRef | None | bool = True, timeout: float | None = None,
-            long: bool = False, progress: bool = False, **kwargs):
+            long: bool = False, quick: bool = False, progress: bool = False, **kwargs):
     """Run ``fn(clf, *args, **kwargs)`` for the current model (or ``model``: another ModelRef, or
     False for no model) in the executor and wait for it, showing queue position and progress.
 
     ``timeout``: seconds for this job (default: the executor's limit); ``long=True``: a job that
-    loops over hundreds of images gets ``LONG_JOB_FACTOR`` times the limit. Returns the result;
+    loops over hundreds of images gets ``LONG_JOB_FACTOR`` times the limit; ``quick=True``: a job of
+    about a second that starts before queued long ones (a prediction, a model's facts). Returns the result;
     raises ``GeometryError`` (e.g. ``JobFailed``) with one plain message."""
     ref = current_ref() if model is True else (model or None)
     key = fingerprint((fn, ref.digest if ref else None, args, kwargs, progress))
@@ -150,7 +151,7 @@ def compute(fn, *args, what: str = "the analysis", model: ModelRef | None | bool
         if hit:
             return value
         fut = _attach(store, key, lambda: Job(fn, ref, tuple(args), dict(kwargs), what=what, timeout=timeout,
-                                               progress=progress, owner=session_id()))
+                                               progress=progress, owner=session_id(), quick=quick))
         try:
             _wait(fut, what)
         finally:

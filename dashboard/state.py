@@ -76,7 +76,7 @@ def _stored_upload(data: bytes, filename: str, sidecar: bytes | None) -> tuple[P
 def _facts(ref: ModelRef, what: str) -> ModelFacts:
     # loading includes the probe forward pass: a model that loops for minutes is stopped here
     timeout = min(LOAD_TIMEOUT_S, getattr(executor(), "timeout", LOAD_TIMEOUT_S))
-    return compute(model_facts, model=ref, what=what, timeout=timeout)
+    return compute(model_facts, model=ref, what=what, timeout=timeout, quick=True)
 
 
 def _digest(data: bytes) -> str:

@@ -125,7 +125,10 @@ class Job:
     """``fn(clf, *args, **kwargs)`` on the model ``model`` (or ``fn(*args, **kwargs)`` when
     ``model`` is None). ``progress``: pass a ``progress(fraction, message)`` callback as the
     keyword of that name. ``timeout``: seconds (None: the executor's default). ``what`` names
-    the analysis in messages; ``owner`` (an app session) bounds how many jobs one user queues."""
+    the analysis in messages; ``owner`` (an app session) bounds how many jobs one user queues;
+    ``quick``: a job of a second or less (a prediction, loading a model's facts) that waits only
+    behind other quick jobs: it starts before every queued long analysis (though it may wait for
+    running ones to finish)."""
 
     fn: Callable
     model: ModelRef | None = None
@@ -135,6 +138,7 @@ class Job:
     timeout: float | None = None
     progress: bool = False
     owner: str | None = None
+    quick: bool = False
 
 
 class JobFuture(concurrent.futures.Future):
@@ -437,10 +441,10 @@ class LocalPool:
         return fut
 
     def position(self, fut: JobFuture) -> int:
-        """Live jobs ahead of ``fut`` in the queue (cancelled ones do not count)."""
+        """Live jobs that will start before ``fut`` (quick jobs first, then first come first served)."""
         with self._lock:
             ahead = 0
-            for _, f in self._pending:
+            for _, f in self._order():
                 if f is fut:
                     return ahead
                 if not f.cancelled():
@@ -493,6 +497,10 @@ class LocalPool:
     def _spawn(self) -> _Worker:
         return _Worker(self.memory_bytes, self.threads)
 
+    def _order(self) -> list:
+        """Pending jobs in the order they will start: quick jobs first, each kind first come first served."""
+        return [e for e in self._pending if e[1].job.quick] + [e for e in self._pending if not e[1].job.quick]
+
     def _drop_cancelled(self) -> None:
         if any(f.cancelled() for _, f in self._pending):
             self._pending = collections.deque((i, f) for i, f in self._pending if not f.cancelled())
@@ -540,7 +548,9 @@ class LocalPool:
                 return
             if not w.ready or w.future is not None:
                 continue
-            job_id, fut = self._pending.popleft()
+            entry = self._order()[0]
+            self._pending.remove(entry)
+            job_id, fut = entry
             if not fut.set_running_or_notify_cancel():
                 continue
             fut.started_at = time.monotonic()

@@ -212,3 +212,16 @@ def test_app_cache_keeps_to_its_byte_budget(monkeypatch):
     assert list(store.results) == [2, 3, 4] and store.nbytes == 900
     store.put("huge", 0, jobs.RESULT_MAX_BYTES + 1)
     assert "huge" not in store.results
+
+
+def test_quick_jobs_start_before_queued_long_ones(pool):
+    pool.submit(Job(jobfns.add, None, (0, 0))).result(120)
+    busy = pool.submit(Job(jobfns.sleep_then, REF, (1.5,)))
+    while not busy.running():
+        time.sleep(0.05)
+    long_job = pool.submit(Job(jobfns.sleep_then, REF, (0.5, "long")))
+    quick = pool.submit(Job(jobfns.add, None, (1, 1), quick=True))
+    assert (quick.position(), long_job.position()) == (0, 1)
+    assert quick.result(60) == 2
+    assert not long_job.done()  # the quick job ran first
+    assert long_job.result(60) == "long"

@@ -13,7 +13,7 @@ img = current_image()
 
 st.header("What the model sees")
 with guarded("classifying the image"):
-    probs = compute(probabilities, img.tensor, what="the prediction")[0]
+    probs = compute(probabilities, img.tensor, what="the prediction", quick=True)[0]
     label = int(probs.argmax())
     left, right = st.columns([1, 2])
     with left:

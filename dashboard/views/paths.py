@@ -45,7 +45,7 @@ def _path(max_anchors: int, verification: str, overshoot: float, x1, x2):
 
 
 def _walk(path_obj):
-    return compute(path_walk, path_obj, WALK_STEPS, what="the walk along the path")
+    return compute(path_walk, path_obj, WALK_STEPS, what="the walk along the path", quick=True)
 
 
 def _plane(resolution: int, path_obj):
@@ -87,7 +87,7 @@ def _second_end(clf, img, label: int, counts: dict):
         idx = st.number_input(f"Second image: index in the gallery of class {names[label]} (0-{n - 1})", 0, n - 1,
                               key="paths_index2", step=1)
         other = gallery_image(clf, label, int(idx))
-        pred = int(compute(predict, other.tensor, what="the second image's prediction")[0])
+        pred = int(compute(predict, other.tensor, what="the second image's prediction", quick=True)[0])
         if pred != label:
             raise GeometryError(f"gallery image {names[label]}#{int(idx)} is predicted as {names[pred]}, not "
                                 f"{names[label]}; pick another index")
@@ -136,7 +136,7 @@ st.caption("Are two images of one class connected by a path that never leaves th
 counts = gallery_counts(gallery_dataset(clf))
 label = None
 with guarded("classifying the image"):
-    label = int(compute(predict, img.tensor, what="the prediction")[0])
+    label = int(compute(predict, img.tensor, what="the prediction", quick=True)[0])
 if label is None:
     st.stop()
 st.markdown(f"**First image**: {img.source} (sidebar), predicted **{names[label]}**. The path stays in class "
@@ -164,7 +164,7 @@ path = None
 with guarded("finding the path"):
     x2, desc2 = _second_end(clf, img, label, counts)
     st.caption(f"Second end: {desc2}.")
-    mode_used = compute(verification_mode, verification, what="the verification mode")
+    mode_used = compute(verification_mode, verification, what="the verification mode", quick=True)
     with st.status("Searching for a path…", expanded=True) as status:
         t0 = time.perf_counter()
         path = _path(max_anchors, verification, overshoot, img.tensor.to(clf.dtype), x2.to(clf.dtype).cpu())

@@ -50,7 +50,7 @@ def _grid(extent, resolution: int, adaptive: bool, plane):
 
 
 def _inspect(a: float, b: float, plane):
-    return compute(inspect_point, plane, a, b, what="the point")
+    return compute(inspect_point, plane, a, b, what="the point", quick=True)
 
 
 # ------------------------------------------------------------------ controls
