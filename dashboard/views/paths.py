@@ -175,7 +175,9 @@ with guarded("finding the path"):
 if path is not None:
     st_ = path.statistics
     m = st.columns(7)
-    m[0].metric("Connected", ("yes, proven" if path.verified else "yes, sampled") if path.connected else "no")
+    m[0].metric("Connected", "yes" if path.connected else "no",
+                ("proven" if path.verified else "sampled, not proven") if path.connected else None, delta_color="off",
+                delta_arrow="off")
     m[1].metric("Anchors", path.n_anchors, f"{st_['moved_anchors']} moved", delta_color="off")
     fmt = lambda v, p=3: "—" if v is None else f"{v:.{p}g}"  # noqa: E731
     m[2].metric("Path / chord length", fmt(st_["length_ratio"], 4))
