@@ -250,18 +250,18 @@ def _recv(conn):
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when the server dies (a busy worker would otherwise compute on)."""
-    try:
-        import ctypes
-        import signal
+    """Exit when the server dies (a busy worker would otherwise compute on). A thread watches for
+    this process being re-parented; the kernel's parent-death signal is not used because it follows
+    the *thread* that started the worker, and Streamlit's script threads come and go."""
+    parent = os.getppid()
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() == 1:  # the server died before the request took effect
-            os._exit(0)
-    except (OSError, AttributeError):
-        pass
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _worker_main(conn, memory_bytes: int | None, threads: int) -> None:

@@ -225,3 +225,37 @@ def test_quick_jobs_start_before_queued_long_ones(pool):
     assert quick.result(60) == 2
     assert not long_job.done()  # the quick job ran first
     assert long_job.result(60) == "long"
+
+
+def test_workers_exit_when_the_server_dies():
+    """A pool made by a short-lived thread keeps its workers while the process lives; when the
+    process is killed, its workers exit too (they watch for being re-parented)."""
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import threading, time, sys; from geometry.executor import LocalPool, Job; from operator import add\n"
+            "box = {}\n"
+            "t = threading.Thread(target=lambda: box.update(p=LocalPool(workers=1))); t.start(); t.join()\n"
+            "assert box['p'].submit(Job(add, None, (1, 2))).result(120) == 3\n"
+            "print(box['p'].worker_pids()[0], flush=True); time.sleep(300)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(TESTS.parent)))
+    try:
+        pid = int(proc.stdout.readline())  # the job ran after the creating thread had ended
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _running(pid):
+            time.sleep(0.2)
+        assert not _running(pid), f"worker {pid} outlived its server"
+    finally:
+        proc.kill()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "zombie" not in f.read().lower()
+    except OSError:
+        return False
