@@ -23,7 +23,7 @@ import time
 import streamlit as st
 
 from geometry.errors import GeometryError
-from geometry.executor import Job, JobFailed, ModelRef, executor_from_env, fingerprint
+from geometry.executor import DEFAULT_TIMEOUT_S, Job, JobFailed, ModelRef, executor_from_env, fingerprint
 
 RESULTS_KEPT = 256                 # entries
 RESULTS_MAX_BYTES = 1 << 30        # all cached results together (pickled size)
@@ -144,7 +144,7 @@ def compute(fn, *args, what: str = "the analysis", model: ModelRef | None | bool
     ref = current_ref() if model is True else (model or None)
     key = fingerprint((fn, ref.digest if ref else None, args, kwargs, progress))
     if long and timeout is None:
-        timeout = LONG_JOB_FACTOR * float(getattr(executor(), "timeout", 120.0))
+        timeout = LONG_JOB_FACTOR * float(getattr(executor(), "timeout", DEFAULT_TIMEOUT_S))
     store = _store()
     for attempt in range(2):
         hit, value = store.get(key)

@@ -175,15 +175,15 @@ def _fmt_gb(gb: float) -> str:
     return f"{gb:g} GB"
 
 
-class InlineExecutor:
-    """Runs each job at once in the calling thread. Loaded models are cached by digest."""
+class _ModelCache:
+    """Loaded classifiers by ``ModelRef.digest``, the ``size`` most recently used (thread-safe)."""
 
-    def __init__(self, models: int = MODELS_PER_WORKER):
+    def __init__(self, size: int = MODELS_PER_WORKER):
         self._models: collections.OrderedDict = collections.OrderedDict()
-        self._max_models = models
+        self._size = size
         self._lock = threading.Lock()
 
-    def _model(self, ref: ModelRef):
+    def get(self, ref: ModelRef):
         with self._lock:
             if ref.digest in self._models:
                 self._models.move_to_end(ref.digest)
@@ -191,9 +191,20 @@ class InlineExecutor:
         clf = ref.load()
         with self._lock:
             self._models[ref.digest] = clf
-            while len(self._models) > self._max_models:
+            while len(self._models) > self._size:
                 self._models.popitem(last=False)
         return clf
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+class InlineExecutor:
+    """Runs each job at once in the calling thread. Loaded models are cached by digest."""
+
+    def __init__(self, models: int = MODELS_PER_WORKER):
+        self._models = _ModelCache(models)
 
     def submit(self, job: Job) -> JobFuture:
         fut = JobFuture(job, self)
@@ -204,7 +215,7 @@ class InlineExecutor:
             fut.progress = (float(frac), str(msg))
 
         try:
-            clf = self._model(job.model) if job.model is not None else None
+            clf = self._models.get(job.model) if job.model is not None else None
             fut.set_result(_run_job(job, clf, report))
         except GeometryError as exc:
             fut.set_exception(exc)
@@ -291,7 +302,7 @@ def _worker_main(conn, memory_bytes: int | None, threads: int) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         except (ValueError, OSError):
             pass
-    models: collections.OrderedDict = collections.OrderedDict()
+    models = _ModelCache()
     _send(conn, ("ready", os.getpid()))
     while True:
         try:
@@ -314,15 +325,7 @@ def _worker_main(conn, memory_bytes: int | None, threads: int) -> None:
 
         fatal = False
         try:
-            clf = None
-            if job.model is not None:
-                clf = models.get(job.model.digest)
-                if clf is None:
-                    clf = job.model.load()
-                    models[job.model.digest] = clf
-                    while len(models) > MODELS_PER_WORKER:
-                        models.popitem(last=False)
-                models.move_to_end(job.model.digest)
+            clf = models.get(job.model) if job.model is not None else None
             reply = ("done", job_id, _run_job(job, clf, report))
         except GeometryError as exc:
             reply = ("error", job_id, ("error", str(exc)))
