@@ -19,10 +19,18 @@ import pandas  # noqa: E402, F401
 import plotly.graph_objects  # noqa: E402, F401
 import streamlit as st  # noqa: E402
 
+from dashboard import links  # noqa: E402
 from dashboard.state import render_sidebar  # noqa: E402
 from dashboard.ui import guarded  # noqa: E402
 
-PAGES = [  # (file in dashboard/pages, title, icon)
+DEFAULT_PAGE = "lesson.py"
+PRESENTATION_CSS = """<style>
+html, body, [data-testid="stAppViewContainer"] { font-size: 20px; }
+[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.15rem; }
+</style>"""
+
+PAGES = [  # (file in dashboard/views, title, icon)
+    ("lesson.py", "Lesson", ":material/school:"),
     ("overview.py", "Overview", ":material/image:"),
     ("curvature.py", "Curvature", ":material/show_chart:"),
     ("sections.py", "Cross-sections", ":material/grid_on:"),
@@ -33,13 +41,21 @@ PAGES = [  # (file in dashboard/pages, title, icon)
 # a local icon: a Material icon name would make every browser fetch Google's font server
 st.set_page_config(page_title="Boundary geometry", page_icon=str(ROOT / "assets" / "icon.png"), layout="wide")
 
-pages = [st.Page(str(ROOT / "dashboard" / "views" / f), title=t, icon=i, default=(f == "overview.py"))
+pages = [st.Page(str(ROOT / "dashboard" / "views" / f), title=t, icon=i, default=(f == DEFAULT_PAGE))
          for f, t, i in PAGES if (ROOT / "dashboard" / "views" / f).exists()]
+links.begin_run()
+links.shared("presentation", False)
+if st.session_state.presentation:
+    st.markdown(PRESENTATION_CSS, unsafe_allow_html=True)
 sidebar_ok = False
 with guarded("loading the model and image"):
     render_sidebar()
     sidebar_ok = True
+st.sidebar.toggle("Presentation mode", key="presentation",
+                  help="Bigger fonts, explanations hidden, figures first: for a projector.")
 page = st.navigation(pages)
 if sidebar_ok:
     with guarded("this page"):  # last resort: a page never shows a traceback
         page.run()
+links.copy_link_control()
+links.publish()

@@ -1,4 +1,4 @@
-"""Small Streamlit helpers every page shares: error guard and export buttons."""
+"""Small Streamlit helpers every page shares: error guard, figure display and export buttons."""
 
 from __future__ import annotations
 
@@ -25,6 +25,21 @@ def guarded(what: str = "this analysis"):
     except Exception as exc:  # noqa: BLE001 - the app must never show a traceback
         st.error(f"{what} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}. "
                  "Try other settings; if it persists, run the same analysis from the CLI to see details.")
+
+
+def presentation() -> bool:
+    """Whether the session is in presentation mode (bigger fonts, explanations hidden, figures first)."""
+    return bool(st.session_state.get("presentation", False))
+
+
+def show(fig, key: str, **kwargs):
+    """Draw a Plotly figure with the app's theme (readable fonts, presentation mode); returns the chart's
+    event (pass ``on_select=...`` etc. as for ``st.plotly_chart``)."""
+    from dashboard.figures.common import apply_theme
+
+    apply_theme(fig, presentation=presentation())
+    kwargs.setdefault("width", "stretch")
+    return st.plotly_chart(fig, key=key, **kwargs)
 
 
 def npz_bytes(data: dict) -> bytes:

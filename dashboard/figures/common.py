@@ -13,6 +13,24 @@ def class_color(i: int) -> str:
     return CLASS_COLORS[i % len(CLASS_COLORS)]
 
 
+FONT_PX = 14              # every figure text at least this size (read from the back row)
+PRESENTATION_PX = 20      # presentation mode
+
+
+def apply_theme(fig: go.Figure, presentation: bool = False) -> go.Figure:
+    """The app's figure theme: fonts of at least 14 px (20 px in presentation mode) everywhere."""
+    size = PRESENTATION_PX if presentation else FONT_PX
+    fig.update_layout(font=dict(size=size), legend=dict(font=dict(size=size)), hoverlabel=dict(font_size=size))
+    fig.update_xaxes(tickfont=dict(size=size), title_font=dict(size=size))
+    fig.update_yaxes(tickfont=dict(size=size), title_font=dict(size=size))
+    title = fig.layout.title
+    if title is not None and title.text:
+        fig.update_layout(title_font_size=max(size + 2, (title.font.size or 0)))
+    if presentation and fig.layout.height:
+        fig.update_layout(height=int(fig.layout.height * 1.25))
+    return fig
+
+
 def _as_display(arr) -> np.ndarray:
     """(C,H,W) / (H,W) / (H,W,C) tensor or array -> (H,W) or (H,W,3) NumPy for display."""
     a = arr.detach().cpu().numpy() if hasattr(arr, "detach") else np.asarray(arr)

@@ -1,0 +1,309 @@
+"""Lesson: the whole story in nine steps, each with one live figure on the current model and image.
+
+Back/Next walk the steps; the step lives in the URL (``?lesson_step=``), so a teacher can send a link to
+any step. Every figure is computed from the model through ``dashboard.jobs.compute`` with the same
+arguments as the analysis pages use, so the lesson and the pages share their cached results (and the
+bundled models' precomputed S, detector and experiments). Terms carry hover definitions from
+dashboard/glossary.py; docs/science.md has the science in full.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import links
+from dashboard.figures.common import image_figure, probability_figure, signed_image_figure
+from dashboard.figures.curvature import spectrum_figure
+from dashboard.figures.paths import margin_figure
+from dashboard.figures.sections import section_figure
+from dashboard.figures.vulnerability import fooling_figure, score_histograms_figure
+from dashboard.glossary import CITATION, expand, glossary_section
+from dashboard.jobs import compute
+from dashboard.state import current_image, current_model
+from dashboard.ui import guarded, presentation, show
+from geometry.boundary import boundary_point
+from geometry.curvature import principal_curvatures
+from geometry.detection import model_detector, perturbation_sweep
+from geometry.errors import GeometryError
+from geometry.images import gallery_counts, gallery_dataset, gallery_image
+from geometry.operators import default_step
+from geometry.paths import DEFAULT_MAX_ANCHORS, PROJECTION_OVERSHOOT, adversarial_endpoint, connecting_paths
+from geometry.sections import CURVED_PLANE, DEFAULT_PLANE, DEFAULT_RESOLUTION, make_plane, section_on_plane
+from geometry.subspace import DEFAULT_IMAGES, DEFAULT_M, model_subspace
+from geometry.tasks import held_out_detector_evaluation, held_out_vulnerability, predict, probabilities
+
+# The analysis pages' defaults: the same arguments hit the same cached (or precomputed) results.
+CURVATURE_K = 10
+VUL_IMAGES, VUL_DRAWS = 100, 5
+DET_FPR, DET_CAL, DET_EVAL, DET_SIZES = 0.05, 200, 100, (1.0, 1.5, 2.0)
+SWEEP_SIZES = [round(0.25 * i, 2) for i in range(13)]
+
+clf = current_model()
+img = current_image()
+names = clf.class_names
+x = img.tensor
+
+
+# ------------------------------------------------------------------ computations (workers, cached)
+def _label() -> int:
+    return int(compute(predict, x, what="the prediction", quick=True)[0])
+
+
+def _boundary():
+    return compute(boundary_point, x, target=None, what="the boundary point")
+
+
+def _section(spec: str):
+    est = None  # "auto", as on the Cross-sections page
+    plane = compute(make_plane, x, spec, seed=0, estimator=est, directions=None,
+                    what="the plane (boundary point and directions)")
+    return compute(section_on_plane, plane, extent=None, resolution=DEFAULT_RESOLUTION, adaptive=True,
+                   what=f"the {DEFAULT_RESOLUTION}x{DEFAULT_RESOLUTION} cross-section")
+
+
+def _curvatures():
+    est = "exact" if clf.piecewise_linear is False else "fd"
+    step = float(f"{default_step(clf):.4g}") if est == "fd" else None
+    return compute(principal_curvatures, x, estimator=est, step=step, k=CURVATURE_K, boundary=_boundary(),
+                   target=None, full=False, what=f"the principal curvatures ({est})")
+
+
+def _same_class_partner(label: int):
+    """A second gallery image of the image's class, predicted in that class."""
+    counts = gallery_counts(gallery_dataset(clf))
+    if label not in counts:
+        raise GeometryError(f"the gallery has no other image of class {names[label]}; pick another image")
+    start = int(st.session_state.get("gallery_index", 0)) + 1 if img.label == label else 0
+    for k in range(counts[label]):
+        other = gallery_image(clf, label, (start + k) % counts[label])
+        if other.source == img.source:
+            continue
+        if int(compute(predict, other.tensor, what="the second image's prediction", quick=True)[0]) == label:
+            return other
+    raise GeometryError(f"no other gallery image is predicted as {names[label]}")
+
+
+def _path(x1, x2):
+    return compute(connecting_paths, x1[None], x2[None], max_anchors=DEFAULT_MAX_ANCHORS, verification="auto",
+                   overshoot=PROJECTION_OVERSHOOT, what="the connecting path")[0]
+
+
+def _adversarial_source(label: int):
+    counts = gallery_counts(gallery_dataset(clf))
+    src_class = next(c for c in sorted(counts) if c != label)
+    return gallery_image(clf, src_class, 0)
+
+
+def _subspace():
+    return compute(model_subspace, images=DEFAULT_IMAGES, m=DEFAULT_M, estimator="auto", progress=True, long=True,
+                   what=f"the shared curved subspace S from {DEFAULT_IMAGES} boundary points")
+
+
+def _detector(S):
+    return compute(model_detector, S, fpr=DET_FPR, images=DET_CAL, directions="all", long=True,
+                   what=f"the detector's calibration on {DET_CAL} clean held-out images")
+
+
+# ------------------------------------------------------------------ the steps
+def step_sees():
+    probs = compute(probabilities, x, what="the prediction", quick=True)[0]
+    label = int(probs.argmax())
+    a, b = st.columns([1, 2])
+    with a:
+        show(image_figure(x, f"The input ({img.source})", clf.pixel_range, height=300), key="lesson_image")
+    with b:
+        st.metric("Predicted class", names[label], f"p = {float(probs[label]):.3f}", delta_color="off")
+        show(probability_figure(probs, names, top=min(5, clf.num_classes), title="How sure the model is"),
+             key="lesson_probs")
+
+
+def step_boundary():
+    b = _boundary()
+    label, j = int(b.label[0]), int(b.boundary_label[0])
+    dist = float(b.norms()[0])
+    size = float(x.reshape(-1).norm())
+    cols = st.columns(3)
+    with cols[0]:
+        show(image_figure(b.x[0], f"Image: {names[label]}", clf.pixel_range, height=260), key="lesson_b_x")
+    with cols[1]:
+        show(signed_image_figure(b.perturbation[0], f"The change (length {dist:.3g})", height=260), key="lesson_b_r")
+    with cols[2]:
+        show(image_figure(b.point[0], f"On the boundary: {names[label]} | {names[j]}", clf.pixel_range, height=260),
+             key="lesson_b_z")
+    st.markdown(expand(f"The change has length **{dist:.3g}**, {100 * dist / max(size, 1e-12):.1f}% of the image's "
+                       f"own length ({size:.3g}); a little more of it and the model answers **{names[j]}**."),
+                unsafe_allow_html=True)
+
+
+def _section_step(spec: str, key: str):
+    section = _section(spec)
+    show(section_figure(section, title=""), key=key)
+    info = section.plane.info
+    if "boundary_distance" in info:
+        st.caption(f"The image is at the centre; the boundary towards {names[info['boundary_label']]} is "
+                   f"{info['boundary_distance']:.3g} away. Each axis is a distance in pixel space.")
+
+
+def step_flat():
+    _section_step(DEFAULT_PLANE, "lesson_flat")
+
+
+def step_curved():
+    _section_step(CURVED_PLANE, "lesson_curved")
+
+
+def step_spectrum():
+    res = _curvatures()
+    show(spectrum_figure([res], clf.dim, title=f"Principal curvatures at the boundary point ({len(res.curvatures)} "
+                                               f"of {clf.dim - 1})"), key="lesson_spectrum")
+    c = res.curvatures
+    st.caption(f"Most positive {c[0]:.3g}, most negative {c[-1]:.3g}; "
+               f"{'exact' if res.estimator == 'exact' else 'finite-difference'} estimate from "
+               f"{res.hvp_count} Hessian-vector products.")
+
+
+def _path_step(x2, what: str, key: str):
+    path = _path(x.to(clf.dtype), x2.to(clf.dtype).cpu())
+    show(margin_figure(path, names), key=key)
+    s = path.statistics
+    if path.connected:
+        guarantee = path.statistics.get("guarantee_text") or path.statistics.get("guarantee")
+        st.markdown(f"Connected ({guarantee}). The straight line between the two images spends "
+                    f"**{100 * s['chord_outside_fraction']:.0f}%** of its length outside class {names[_label()]}; "
+                    f"the path uses {path.n_anchors} bends and is {s['length_ratio']:.3g} times as long as the "
+                    f"straight line. {what}")
+    else:
+        st.warning(f"No path was found within the search budget for this pair ({(path.stopped or {}).get('reason', '')})"
+                   "; try another image.")
+
+
+def step_path():
+    label = _label()
+    other = _same_class_partner(label)
+    _path_step(other.tensor, f"Second image: {other.source}.", "lesson_path")
+
+
+def step_adversarial_path():
+    label = _label()
+    src = _adversarial_source(label)
+    x_adv = compute(adversarial_endpoint, src.tensor, label, overshoot=PROJECTION_OVERSHOOT,
+                    what="the adversarial image (targeted DeepFool)")[0]
+    a, b = st.columns([1, 3])
+    with a:
+        show(image_figure(x_adv, f"A {names[src.label]} the model calls {names[label]}", clf.pixel_range, height=240),
+             key="lesson_adv_img")
+    with b:
+        _path_step(x_adv, f"The other end is {src.source} pushed into class {names[label]}.", "lesson_adv_path")
+
+
+def step_shared():
+    S = _subspace()
+    vul = compute(held_out_vulnerability, S, VUL_IMAGES, VUL_DRAWS, progress=True, long=True,
+                  what=f"random noise on {VUL_IMAGES} held-out images")
+    f, c = vul.fooling, vul.concentration
+    show(fooling_figure(f.eps, f.subspace, f.whole, c.m, f.clip), key="lesson_fooling")
+    fs = f.summary()
+    if fs["eps_50_whole"] and fs["eps_50_subspace"]:
+        st.markdown(f"Noise of length **{fs['eps_50_subspace']:.3g}** inside S fools the model on half of the images; "
+                    f"anywhere else it takes **{fs['eps_50_whole']:.3g}**.")
+
+
+def step_detect():
+    S = _subspace()
+    det = _detector(S)
+    ev = compute(held_out_detector_evaluation, det, DET_CAL, DET_EVAL, DET_SIZES, progress=True, long=True,
+                 what=f"attacking and scoring {DET_EVAL} held-out images")
+    show(score_histograms_figure(ev.clean_scores, ev.rows, det.threshold, 1.0), key="lesson_scores")
+    sw = compute(perturbation_sweep, det, x, "deepfool", SWEEP_SIZES, what="the perturbation sweep")
+    res = sw.result
+    i1 = SWEEP_SIZES.index(1.0)
+    rows = [r for r in ev.rows if r.attack == "deepfool" and r.size == 1.0]
+    auc = f"{rows[0].auc:.2f}" if rows and rows[0].auc is not None else "—"
+    rate = f"{100 * rows[0].detection_rate:.0f}%" if rows and rows[0].detection_rate is not None else "—"
+    c1, c2 = st.columns(2)
+    c1.metric("This image, clean", "flagged" if res.flagged[0] else "not flagged", f"score {res.score[0]:.3g}",
+              delta_color="off", delta_arrow="off")
+    c2.metric("This image after DeepFool", "flagged" if res.flagged[i1] else "not flagged",
+              f"now called {names[int(res.label[i1])]}", delta_color="off", delta_arrow="off")
+    st.markdown(expand(f"Honestly: against DeepFool the [[roc_auc|ROC AUC]] is **{auc}** on held-out images, and "
+                       f"**{rate}** of attacked images are flagged when {DET_FPR:.0%} of clean images are. "
+                       "Curvature carries a real signal, but it is not a reliable alarm on its own."),
+                unsafe_allow_html=True)
+
+
+STEPS = [  # (title, what to look at, what to notice, render)
+    ("The model sees a digit",
+     "Here is the image the model reads, as a grid of pixels, and how sure it is of each class.",
+     "The model gives every class a score; the highest wins. Pick any image in the sidebar, or draw one.",
+     step_sees),
+    ("The nearest boundary is very close",
+     "[[deepfool|DeepFool]] finds the smallest change that takes the image to the [[boundary|decision boundary]].",
+     "The change is faint, yet it is all it takes to reach another class: real images sit close to a boundary.",
+     step_boundary),
+    ("A flat slice through the boundary",
+     "A [[cross_section|cross-section]] along the [[normal|normal direction]] (across the boundary) and a random "
+     "[[tangent|tangent direction]] (along it). Colours are the model's answers; the cross marks the image.",
+     "Along almost every direction the boundary is a straight line here: nearly flat.",
+     step_flat),
+    ("A curved slice",
+     "The same normal direction, now with the direction in which the boundary bends most "
+     "([[principal_curvature|principal curvature]]).",
+     "In a few special directions the boundary clearly bends.",
+     step_curved),
+    ("Flat in almost every direction, curved in a few",
+     "The [[spectrum|curvature spectrum]] at the boundary point: the largest and smallest of its "
+     f"{clf.dim - 1} principal curvatures.",
+     "Most curvatures are near zero; a few stand out, and more of them on one side ([[negative_curvature|negative]] "
+     "or [[positive_curvature|positive]]) than the other.",
+     step_spectrum),
+    ("Two images of a class are connected",
+     "A [[path|connecting path]] between this image and another image of its class: the model's "
+     "[[margin|margin]] for the class all along it.",
+     "The margin never drops below zero: the [[region|class region]] is [[connected|connected]] between them, "
+     "and the path is nearly straight.",
+     step_path),
+    ("Even an adversarial image is connected",
+     "An image of another class pushed into this class by a tiny targeted change, joined to this image by a path.",
+     "The [[adversarial|adversarial example]] is not in a separate pocket: a path links it to real images of its "
+     "new class.",
+     step_adversarial_path),
+    ("The curved directions are shared",
+     "Averaging curvature over many images gives a few directions, [[subspace_S|S]], curved near all of them. "
+     "[[random_noise|Random noise]] inside S against noise of the same length in any direction.",
+     "Noise in S changes the answer at a much smaller length than noise anywhere: the curved directions are where "
+     "the model is fragile.",
+     step_shared),
+    ("Can curvature detect an attack?",
+     "The [[detector|detector]]'s [[score|score]] on clean and on attacked held-out images, with its "
+     "[[threshold|threshold]].",
+     "Attacked images tend to score higher than clean ones, but the two overlap: some attacks are caught, some "
+     "are not.",
+     step_detect),
+]
+
+# ------------------------------------------------------------------ page
+n = len(STEPS)
+links.shared("lesson_step", 1, options=range(1, n + 1))
+
+
+def _go(delta: int) -> None:
+    st.session_state.lesson_step = min(max(int(st.session_state.lesson_step) + delta, 1), n)
+
+
+step = int(st.session_state.lesson_step)
+title, look, notice, render = STEPS[step - 1]
+nav_back, nav_title, nav_next = st.columns([1, 6, 1], vertical_alignment="center")
+nav_back.button("Back", icon=":material/arrow_back:", on_click=_go, args=(-1,), disabled=step == 1,
+                key="lesson_back", width="stretch")
+nav_next.button("Next", icon=":material/arrow_forward:", on_click=_go, args=(1,), disabled=step == n,
+                key="lesson_next", width="stretch", type="primary")
+nav_title.markdown(f"#### Step {step} of {n}: {title}")
+st.markdown(expand(look), unsafe_allow_html=True)
+with guarded(f"step {step}"):
+    render()
+st.markdown(expand(f"**What to notice:** {notice}"), unsafe_allow_html=True)
+if not presentation():
+    st.select_slider("Jump to step", options=list(range(1, n + 1)), key="lesson_step",
+                     format_func=lambda i: f"{i}. {STEPS[i - 1][0]}")
+    glossary_section()
+    st.caption(f"The science behind each step, in full: docs/science.md in the repository. After {CITATION}.")
