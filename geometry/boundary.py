@@ -4,7 +4,7 @@
 once towards its nearest linearised boundary among the top ``candidates`` classes
 of its initial logits; :func:`boundary_point` runs it without overshoot and then
 brackets the crossing on the segment x -> x + r until ``|f_k - f_j| <= tol``, so the
-point lies *on* the boundary (SCIENCE.md section 2).
+point lies *on* the boundary (docs/science.md section 2).
 
 Conventions (ours where the paper is silent; tested in tests/test_boundary.py):
 

@@ -29,7 +29,7 @@ SIGN_CONVENTION = (
     "for small t: sliding along v heads back into class k (the boundary bends towards class j). Units: 1/pixel-"
     "space length; a sphere of radius R seen from inside (class k inside) has curvature -1/R in every direction."
 )
-"""The one statement of the curvature sign (SCIENCE.md section 3); tested in tests/test_curvature.py."""
+"""The one statement of the curvature sign (docs/science.md section 3); tested in tests/test_curvature.py."""
 
 AUTO_FULL_MAX_DIM = 256  # full=None: dense spectrum up to this d, Lanczos above
 # For the finite-difference estimator the map v -> (g(z + h v) - g(z - h v)) / 2h is not linear in v on a

@@ -1,4 +1,4 @@
-"""Curvature-asymmetry detection of small adversarial perturbations, with label recovery (SCIENCE.md section 5).
+"""Curvature-asymmetry detection of small adversarial perturbations, with label recovery (docs/science.md section 5).
 
 The score, at the input x itself, along the directions v of the shared curved
 subspace S (``subspace.CurvedSubspace``), for the image's label k = k(x) and every
@@ -52,7 +52,7 @@ SCORE_DEFINITION = (
     "quantile of clean held-out scores; flagged when score > tau. Recovered label: argmax_{c != k} s * rho_c(x) "
     "for a flagged image, k(x) otherwise."
 )
-"""The one statement of the detector's conventions (SCIENCE.md section 5); tested in tests/test_detection.py."""
+"""The one statement of the detector's conventions (docs/science.md section 5); tested in tests/test_detection.py."""
 
 DEFAULT_FPR = 0.05
 DIRECTION_SETS = ("all", "positive", "negative")

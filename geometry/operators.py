@@ -12,7 +12,7 @@ Hessian-vector products spent so far. Producers:
   eigenvalues on the tangent space are the principal curvatures (sign convention in
   :data:`geometry.curvature.SIGN_CONVENTION`).
 
-Estimators (SCIENCE.md section 3):
+Estimators (docs/science.md section 3):
 
 - ``"exact"``: ``H v`` by automatic differentiation. Two engines: ``"fwd_rev"``
   (``torch.func.jvp`` of ``torch.func.grad``, ``vmap`` over a block of vectors) and
@@ -70,7 +70,7 @@ dead-lock; code outside the library that runs forward mode in another thread sho
 
 
 def default_step(clf: Classifier, c: float = DEFAULT_STEP_C) -> float:
-    """Finite-difference step ``h = c * sqrt(d) * pixel_span / 512`` (SCIENCE.md section 3; c = 10).
+    """Finite-difference step ``h = c * sqrt(d) * pixel_span / 512`` (docs/science.md section 3; c = 10).
 
     For MNIST in [0, 1] (d = 784) this is 10 * 28 / 512 = 0.547 pixels-units of L2 length."""
     if not c > 0:

@@ -1,9 +1,9 @@
-"""Connectivity of classification regions: piecewise-linear paths, proven or sampled (SCIENCE.md section 1).
+"""Connectivity of classification regions: piecewise-linear paths, proven or sampled (docs/science.md section 1).
 
 Two images ``x1, x2`` of one predicted class ``i`` are *connected* when a continuous
 path from one to the other stays in the region ``R_i = {x : k(x) = i}``. We look
 for a piecewise-linear path through anchor points ``x1 = p0, p1, ..., pn, p(n+1) = x2``
-by recursive bisection (Fawzi et al. 2017):
+by recursive bisection (Fawzi et al., CVPR 2018):
 
 1. check the segment ``[a, b]`` densely (see *Verification* below); accept it when it
    passes;
@@ -397,7 +397,7 @@ class ConnectingPath:
     docstring); ``verified`` only when that check is a proof (``guarantee`` "proven" or
     "given_bound"), so a path that passed sampled checks only is connected but not verified.
     When the search failed, both are False, ``anchors`` is the partial path where it stopped
-    and ``stopped`` says why and where. ``statistics`` holds the numbers of SCIENCE.md
+    and ``stopped`` says why and where. ``statistics`` holds the numbers of docs/science.md
     section 1 and ``guarantee`` / ``guarantee_text``; ``evaluations`` counts images passed
     through the model (forward and gradient passes, float64 re-checks included)."""
 
@@ -949,7 +949,7 @@ def _describe(values, digits: int = 4) -> dict | None:
 
 @dataclass
 class PathStatistics:
-    """Paths for many pairs and their summary (SCIENCE.md section 1)."""
+    """Paths for many pairs and their summary (docs/science.md section 1)."""
 
     paths: list[ConnectingPath]
     descriptions: list[str]

@@ -1,7 +1,7 @@
 """2-D cross-sections of the decision boundary: planes, chunked grids, adaptive refinement.
 
 A cross-section is the plane ``x0 + a u + b v`` through an image ``x0`` with
-orthonormal directions ``(u, v)`` (SCIENCE.md section 6). Every grid point gets
+orthonormal directions ``(u, v)`` (docs/science.md section 6). Every grid point gets
 the model's label and its logit margin (top logit minus runner-up); points that
 leave the pixel range are *flagged* (``outside``), never clipped, because a
 clipped point is not on the plane.
@@ -12,7 +12,7 @@ Planes (:func:`make_plane`, spec strings shared by the CLI and the app):
   z and a random tangent direction;
 - ``normal,curv+`` / ``normal,curv-`` -- "curved" view: the normal and the
   principal direction of the largest positive / most negative curvature at z
-  (:func:`geometry.curvature.principal_curvatures`; sign as in SCIENCE.md);
+  (:func:`geometry.curvature.principal_curvatures`; sign as in docs/science.md);
 - ``random,random``; ``adversarial,random`` (``adversarial`` = DeepFool,
   ``adversarial:fgsm``, ``adversarial:pgd``); any two of these tokens;
 - ``image:REF`` (towards another image, plus a random direction),

@@ -1,4 +1,4 @@
-"""The shared curved subspace S of a classifier (SCIENCE.md section 4).
+"""The shared curved subspace S of a classifier (docs/science.md section 4).
 
 At boundary points z_i of many images x_i (``boundary.boundary_point``), with
 ``F_i = f_{k_i} - f_{j_i}``, gradient ``g_i``, normal ``n_i = g_i / |g_i|`` and
@@ -235,7 +235,7 @@ class CurvedSubspace:
     """S: ``basis`` ``(d, m)`` orthonormal columns, ordered by ``|eigenvalue|`` (largest first).
 
     ``eigenvalues`` ``(m,)``: the average curvature of the boundary along each direction
-    (eigenvalues of the average curvature operator; SCIENCE.md sign). ``spectrum``: all
+    (eigenvalues of the average curvature operator; docs/science.md sign). ``spectrum``: all
     Ritz values the solver returned (both ends, descending) for plotting. ``settings``
     records how S was made (images, split, seed, m, signs, estimator, step, ...)."""
 

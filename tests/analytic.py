@@ -6,7 +6,7 @@ module, so any ``input_shape`` with ``prod(input_shape) == dim`` works (e.g.
 ``(1, 4, 4)`` for dim 16 to look like an image). The default pixel range is wide
 (``(-100, 100)``) so clipping never interferes unless a test asks for it.
 
-Known answers (conventions of SCIENCE.md section 3; curvature of the boundary
+Known answers (conventions of docs/science.md section 3; curvature of the boundary
 between the image's class k and the class j across, F = f_k - f_j):
 
 - ``linear_classifier(W, b)``: logits ``W x + b``; every boundary is a hyperplane,

@@ -66,7 +66,7 @@ def test_known_curved_subspace_is_recovered():
     S = curved_subspace(clf, x, m=2, estimator="exact", lanczos_tol=1e-10)
     angles = subspace_angles(S.basis.numpy(), U[:, :2])
     assert np.max(angles) < 1e-6
-    # eigenvalues in |.| order with their SCIENCE.md signs (images of class 1: F = f_1 - f_0 = q)
+    # eigenvalues in |.| order with their docs/science.md signs (images of class 1: F = f_1 - f_0 = q)
     assert np.allclose(S.eigenvalues, [2.0, -1.5], atol=1e-6)
     assert S.settings["estimator"] == "exact" and S.num_points == 6 and S.settings["dropped"] == 0
     assert torch.allclose(S.basis.T @ S.basis, torch.eye(2, dtype=S.basis.dtype), atol=1e-10)
