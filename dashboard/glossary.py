@@ -46,10 +46,10 @@ TERMS: dict[str, tuple[str, str]] = {
                   "strongly bent."),
     "principal_curvature": ("principal curvature", "The bending of the boundary along one special direction; the "
                             "directions of strongest bending and their amounts come from the Hessian."),
-    "positive_curvature": ("positive curvature", "The boundary bends towards the image's own class (the class "
-                           "region is locally convex there, like the outside of a ball)."),
-    "negative_curvature": ("negative curvature", "The boundary bends away from the image's own class, towards the "
-                           "other class (the other class's region bulges in)."),
+    "positive_curvature": ("positive curvature", "The boundary bends towards the other class: sliding along "
+                           "the boundary that way leads back into the image's own class."),
+    "negative_curvature": ("negative curvature", "The boundary bends around the image's own class (like a ball with "
+                           "the class inside): sliding along it that way crosses into the other class."),
     "spectrum": ("curvature spectrum", "All principal curvatures at a point, sorted: it shows whether the boundary "
                  "is flat in most directions and curved in a few."),
     "hessian": ("Hessian", "The table of second derivatives of a score: how its slope changes in every pair of "

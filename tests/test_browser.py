@@ -74,6 +74,8 @@ def choose(page, label: str, option: str) -> None:
 
 
 def test_shell_loads_predicts_and_switches_model(page):
+    page.get_by_text("Step 1 of").first.wait_for()  # the app opens on the lesson
+    page.get_by_role("link", name="Overview").first.click()
     page.get_by_text("Predicted class").first.wait_for()
     page.locator(".js-plotly-plot .bars, .js-plotly-plot .barlayer").first.wait_for()
     assert page.get_by_text("Top-5 class probabilities").count() >= 1

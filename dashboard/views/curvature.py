@@ -13,7 +13,9 @@ from dashboard.figures.common import image_figure, signed_image_figure
 from dashboard.figures.curvature import direction_figures, estimator_label, profile_figure, spectrum_figure
 from dashboard.jobs import compute
 from dashboard.state import current_image, current_model, model_key
-from dashboard.ui import export_buttons, guarded
+from dashboard import links
+from dashboard.glossary import formulas, plain
+from dashboard.ui import export_buttons, guarded, show
 from geometry.boundary import boundary_point
 from geometry.curvature import SIGN_CONVENTION, auto_full, curvature_profile, principal_curvatures
 from geometry.lanczos import FULL_SPECTRUM_MAX_DIM
@@ -44,16 +46,38 @@ def _auto_estimator(clf) -> str:
 
 
 def _init_state(clf):
-    defaults = {"curv_estimator": "auto", "curv_k": 10, "curv_compare": True, "curv_full": False,
-                "curv_target": "nearest", "curv_ndirs": 3}
-    for key, value in defaults.items():
-        if key not in st.session_state:
-            st.session_state[key] = value
+    links.shared("curv_estimator", "auto", options=ESTIMATOR_CHOICES)
+    links.shared("curv_k", 10, options=range(2, 51))
+    links.shared("curv_compare", True)
+    links.shared("curv_full", False)
+    links.shared("curv_target", "nearest", options=["nearest"] + [f"{i}: {n}" for i, n in enumerate(clf.class_names)])
+    links.shared("curv_ndirs", 3, options=range(1, 7))
     # the step default depends on the model (its d and pixel range): reset it when the model changes
     h0 = default_step(clf)
     if st.session_state.get("curv_step_model") != model_key():
         st.session_state.curv_step_model = model_key()
         st.session_state.curv_step = float(f"{h0:.4g}")
+
+
+def _settings(clf, d):
+    with st.expander("Settings", expanded=False):
+        c1, c2, c3 = st.columns(3)
+        c1.radio("Estimator", ESTIMATOR_CHOICES, key="curv_estimator", horizontal=True, help=ESTIMATOR_HELP)
+        c1.number_input("Finite-difference step h (pixel-space L2 length)", min_value=1e-6, format="%.4g",
+                        key="curv_step", help=f"Default c·√d·span/512 with c = 10: {default_step(clf):.4g} for this "
+                                              "model. Used by the fd estimator only.")
+        c2.slider("Curvatures per end of the spectrum (k)", 2, 50, key="curv_k",
+                  help="Lanczos finds the k most positive and the k most negative curvatures")
+        full_ok = d <= FULL_SPECTRUM_MAX_DIM
+        c2.checkbox(f"Full spectrum (all {d - 1} curvatures; {d} Hessian-vector products)", key="curv_full",
+                    disabled=not full_ok, help="Offered up to d = 4096" if full_ok else f"d = {d} is too large")
+        c2.checkbox("Compare both estimators on one plot", key="curv_compare")
+        targets = ["nearest"] + [f"{i}: {n}" for i, n in enumerate(clf.class_names)]
+        if st.session_state.curv_target not in targets:
+            st.session_state.curv_target = "nearest"
+        c3.selectbox("Boundary with class", targets, key="curv_target",
+                     help="nearest: the class DeepFool reaches first; or the boundary towards a chosen class (targeted)")
+        c3.slider("Directions shown per sign", 1, 6, key="curv_ndirs")
 
 
 # ------------------------------------------------------------------ page
@@ -64,29 +88,14 @@ _init_state(clf)
 d = clf.dim
 
 st.header("Principal curvatures of the decision boundary")
-st.caption("DeepFool (without overshoot) and a bisection find the point z on the decision boundary closest to the "
-           "image along its minimal perturbation. There the boundary is a (d − 1)-dimensional surface; its principal "
-           "curvatures are the eigenvalues of P H P / |∇F| for F = f_k − f_j. Near real images almost all of them are "
-           "close to zero and a few are large, with more on one side than the other (Fawzi et al., 2017).")
-
-with st.expander("Settings", expanded=False):
-    c1, c2, c3 = st.columns(3)
-    c1.radio("Estimator", ESTIMATOR_CHOICES, key="curv_estimator", horizontal=True, help=ESTIMATOR_HELP)
-    c1.number_input("Finite-difference step h (pixel-space L2 length)", min_value=1e-6, format="%.4g",
-                    key="curv_step", help=f"Default c·√d·span/512 with c = 10: {default_step(clf):.4g} for this "
-                                          "model. Used by the fd estimator only.")
-    c2.slider("Curvatures per end of the spectrum (k)", 2, 50, key="curv_k",
-              help="Lanczos finds the k most positive and the k most negative curvatures")
-    full_ok = d <= FULL_SPECTRUM_MAX_DIM
-    c2.checkbox(f"Full spectrum (all {d - 1} curvatures; {d} Hessian-vector products)", key="curv_full",
-                disabled=not full_ok, help="Offered up to d = 4096" if full_ok else f"d = {d} is too large")
-    c2.checkbox("Compare both estimators on one plot", key="curv_compare")
-    targets = ["nearest"] + [f"{i}: {n}" for i, n in enumerate(clf.class_names)]
-    if st.session_state.curv_target not in targets:
-        st.session_state.curv_target = "nearest"
-    c3.selectbox("Boundary with class", targets, key="curv_target",
-                 help="nearest: the class DeepFool reaches first; or the boundary towards a chosen class (targeted)")
-    c3.slider("Directions shown per sign", 1, 6, key="curv_ndirs")
+plain("How much does the [[boundary|decision boundary]] bend at the point nearest to the image? Each bar is one "
+      "[[principal_curvature|principal curvature]]: almost all are close to zero (flat), a few are large.")
+formulas("DeepFool (without overshoot) and a bisection find the point z on the decision boundary closest to the "
+         "image along its minimal perturbation. There the boundary is a (d − 1)-dimensional surface; its principal "
+         "curvatures are the eigenvalues of $P H P / |\\nabla F|$ for $F = f_k - f_j$, with $H$ the Hessian of F at z "
+         "and $P$ the projection onto the tangent space. Near real images almost all of them are close to zero and a "
+         "few are large, with more on one side than the other. Sign convention: " + SIGN_CONVENTION
+         + " See docs/science.md section 3.")
 
 choice = st.session_state.curv_estimator
 estimator = _auto_estimator(clf) if choice == "auto" else choice
@@ -101,6 +110,14 @@ full = full or any(auto_full(d, e) for e in estimators)
 results = {}
 boundary = None
 t0 = time.perf_counter()
+first = st.empty()   # the main estimator's spectrum, drawn before the comparison is computed
+
+
+def _title(res_list) -> str:
+    return (f"Principal curvatures at z ({clf.name}; " + " vs ".join(estimator_label(r) for r in res_list)
+            + (", full spectrum)" if res_list[0].method == "full" else f", Lanczos k = {k} per end)"))
+
+
 with guarded("finding the boundary point and its curvatures"):
     with st.status("Computing the boundary point and curvatures…", expanded=True) as status:
         bar = st.progress(0.0, text="Boundary point (DeepFool + bisection)…")
@@ -109,21 +126,49 @@ with guarded("finding the boundary point and its curvatures"):
             bar.progress((i + 1) / (len(estimators) + 1),
                          text=f"Principal curvatures, {est} estimator ({'full spectrum' if full else f'Lanczos, k = {k}'})…")
             results[est] = _curvature(target, est, step if est == "fd" else None, k, full, img.tensor, boundary)
+            if i == 0 and len(estimators) > 1:
+                with first.container():
+                    show(spectrum_figure([results[est]], d, title=_title([results[est]])), key="curv_spectrum_first")
         bar.progress(1.0, text="Done")
         status.update(label=f"Boundary point and curvatures ready ({time.perf_counter() - t0:.1f} s including cached "
                             "results)", state="complete", expanded=False)
+first.empty()
+
+if results:
+    main = results[estimator]
+    if main.warning:
+        st.info(main.warning)
+    for est, res in results.items():
+        if est != estimator and res.warning and est == "exact":
+            st.caption(f"Exact estimator: {res.warning}")
+    fig = spectrum_figure(list(results.values()), d, title=_title(list(results.values())))
+    show(fig, key="curv_spectrum")
+    stats = []
+    for est, res in results.items():
+        c = res.curvatures
+        stats.append(f"**{estimator_label(res)}**: {len(c)} curvatures, most positive {c[0]:.4g}, most negative "
+                     f"{c[-1]:.4g}; {res.hvp_count} Hessian-vector products; "
+                     f"{'converged' if res.converged else 'not converged'}; |∇F| = {res.gradient_norm:.4g}.")
+    st.markdown("\n".join(f"- {s}" for s in stats))
+    export_buttons(fig, data={f"{est}_{key}": v for est, res in results.items() for key, v in res.arrays().items()},
+                   params={"model": clf.name, "image": img.source, "target": target,
+                           **{est: res.summary() for est, res in results.items()}},
+                   name=f"curvature_{clf.name}", key="curv_export")
 
 if boundary is not None:
     b = boundary
     label, j = int(b.label[0]), int(b.boundary_label[0])
     names = clf.class_names
-    st.subheader("Image, boundary point and perturbation")
+    st.subheader("The image, its nearest boundary point and the change between them")
     cols = st.columns(3)
-    cols[0].plotly_chart(image_figure(b.x[0], f"Image x: class {names[label]}", clf.pixel_range), key="curv_x")
-    cols[1].plotly_chart(image_figure(b.point[0], f"Boundary point z: {names[label]} | {names[j]}",
-                                      clf.pixel_range), key="curv_z")
-    cols[2].plotly_chart(signed_image_figure(b.perturbation[0], f"Perturbation r = z − x, |r| = {float(b.norms()[0]):.3g}"),
-                         key="curv_r")
+    with cols[0]:
+        show(image_figure(b.x[0], f"Image x: class {names[label]}", clf.pixel_range), key="curv_x")
+    with cols[1]:
+        show(image_figure(b.point[0], f"Boundary point z: {names[label]} | {names[j]}", clf.pixel_range),
+             key="curv_z")
+    with cols[2]:
+        show(signed_image_figure(b.perturbation[0], f"Perturbation r = z − x, |r| = {float(b.norms()[0]):.3g}"),
+             key="curv_r")
     facts = (f"Boundary between **{names[int(b.side_label[0])]}** and **{names[j]}** at L2 distance "
              f"**{float(b.norms()[0]):.4g}** after {int(b.iterations[0])} DeepFool iterations; residual "
              f"|f_k − f_j| = {float(b.residual[0]):.2g}.")
@@ -135,31 +180,6 @@ if boundary is not None:
                  "fill the pixel range in every direction DeepFool tried); pick another image or a target class.")
 
 if results:
-    main = results[estimator]
-    st.subheader("Spectrum")
-    if main.warning:
-        st.info(main.warning)
-    for est, res in results.items():
-        if est != estimator and res.warning and est == "exact":
-            st.caption(f"Exact estimator: {res.warning}")
-    title = (f"Principal curvatures at z ({clf.name}; " + " vs ".join(estimator_label(r) for r in results.values())
-             + (", full spectrum)" if main.method == "full" else f", Lanczos k = {k} per end)"))
-    fig = spectrum_figure(list(results.values()), d, title=title)
-    st.plotly_chart(fig, key="curv_spectrum")
-    stats = []
-    for est, res in results.items():
-        c = res.curvatures
-        stats.append(f"**{estimator_label(res)}**: {len(c)} curvatures, most positive {c[0]:.4g}, most negative "
-                     f"{c[-1]:.4g}; {res.hvp_count} Hessian-vector products; "
-                     f"{'converged' if res.converged else 'not converged'}; |∇F| = {res.gradient_norm:.4g}.")
-    st.markdown("\n".join(f"- {s}" for s in stats))
-    with st.expander("Sign convention"):
-        st.write(SIGN_CONVENTION)
-    export_buttons(fig, data={f"{est}_{key}": v for est, res in results.items() for key, v in res.arrays().items()},
-                   params={"model": clf.name, "image": img.source, "target": target,
-                           **{est: res.summary() for est, res in results.items()}},
-                   name=f"curvature_{clf.name}", key="curv_export")
-
     st.subheader(f"Most curved directions ({estimator_label(main)})")
     st.caption("Unit tangent directions at z (red: positive pixel change, blue: negative). Sliding along a positive "
                "direction leads back into the image's class; along a negative one, across into the other class.")
@@ -169,13 +189,16 @@ if results:
         st.markdown(f"**Most {which}**")
         cols = st.columns(max(len(figs), 1))
         for i, (col, f) in enumerate(zip(cols, figs)):
-            col.plotly_chart(f, key=f"curv_dir_{which}_{i}")
+            with col:
+                show(f, key=f"curv_dir_{which}_{i}")
 
     with guarded("drawing the curvature profiles"):
         prof = _profile(main)
         pfig = profile_figure(prof)
-        st.plotly_chart(pfig, key="curv_profile")
+        show(pfig, key="curv_profile")
         st.caption("The model's f_k − f_j along the top positive and the most negative direction through z, with "
                    "the quadratic κ|∇F|t²/2 the curvature predicts: the same sign near t = 0 is the convention above.")
         export_buttons(pfig, data={k_: np.asarray(v) for k_, v in prof.items()}, name="curvature_profile",
                        key="curv_profile_export")
+
+_settings(clf, d)

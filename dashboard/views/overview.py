@@ -5,20 +5,21 @@ import streamlit as st
 from dashboard.figures.common import image_figure, probability_figure
 from dashboard.jobs import compute
 from dashboard.state import current_image, current_model, model_card
-from dashboard.ui import guarded
+from dashboard.glossary import plain
+from dashboard.ui import guarded, show
 from geometry.tasks import probabilities
 
 clf = current_model()
 img = current_image()
 
 st.header("What the model sees")
+plain("The image as the [[classifier|model]] receives it, and how sure the model is of each class.")
 with guarded("classifying the image"):
     probs = compute(probabilities, img.tensor, what="the prediction", quick=True)[0]
     label = int(probs.argmax())
     left, right = st.columns([1, 2])
     with left:
-        st.plotly_chart(image_figure(img.tensor, f"Input {tuple(img.tensor.shape)}", clf.pixel_range),
-                        key="overview_image")
+        show(image_figure(img.tensor, f"Input {tuple(img.tensor.shape)}", clf.pixel_range), key="overview_image")
         st.caption(f"Source: {img.source}")
         if img.steps:
             st.caption("Conversion: " + "; ".join(img.steps))
@@ -28,12 +29,11 @@ with guarded("classifying the image"):
             ok = img.label == label
             st.caption(f"True label: **{clf.class_names[img.label] if img.label < clf.num_classes else img.label}** "
                        f"({'correct' if ok else 'misclassified'})")
-        st.plotly_chart(probability_figure(probs, clf.class_names, top=min(5, clf.num_classes),
-                                           title="Top-5 class probabilities"), key="overview_probs")
+        show(probability_figure(probs, clf.class_names, top=min(5, clf.num_classes), title="Top-5 class probabilities"),
+             key="overview_probs")
     if img.original is not None and img.steps:
         with st.expander("Before conversion"):
-            st.plotly_chart(image_figure(img.original, "Uploaded image (greyscale/RGB, [0, 1])"),
-                            key="overview_original")
+            show(image_figure(img.original, "Uploaded image (greyscale/RGB, [0, 1])"), key="overview_original")
 
 st.subheader("Model")
 card = model_card(clf)

@@ -14,7 +14,9 @@ from dashboard.figures.common import image_figure, probability_figure
 from dashboard.figures.sections import section_figure, selected_point
 from dashboard.jobs import compute
 from dashboard.state import current_image, current_model
-from dashboard.ui import export_buttons, guarded
+from dashboard import links
+from dashboard.glossary import formulas, plain
+from dashboard.ui import export_buttons, guarded, presentation, show
 from geometry.errors import GeometryError
 from geometry.images import gallery_counts, gallery_dataset
 from geometry.sections import (CURVED_PLANE, DEFAULT_PLANE, DEFAULT_RESOLUTION, EXTENT_FACTOR, default_estimator,
@@ -36,6 +38,7 @@ LABELS = list(PLANES)
 RESOLUTIONS = [33, 65, 97, 129, 161, 201, 257]
 ESTIMATORS = {"auto": None, "exact (autograd)": "exact", "fd (finite differences)": "fd"}
 SIDES = ("left", "right")
+SURFACE_RESOLUTION = 65  # points per axis of the 3-D margin surface (a dense grid: every point evaluated)
 
 
 # ------------------------------------------------------------------ computations (in the workers, cached)
@@ -54,40 +57,53 @@ def _inspect(a: float, b: float, plane):
 
 
 # ------------------------------------------------------------------ controls
-def _init_state():
-    defaults = {"sec_plane_left": LABELS[0], "sec_plane_right": LABELS[1], "sec_auto_extent": True,
-                "sec_resolution": DEFAULT_RESOLUTION, "sec_adaptive": True, "sec_seed": 0,
-                "sec_estimator": "auto", "sec_inspect_side": "left", "sec_inspect_a": 0.0, "sec_inspect_b": 0.0}
-    for k, v in defaults.items():
+def _init_state(clf):
+    links.shared("sec_plane_left", LABELS[0], options=LABELS)
+    links.shared("sec_plane_right", LABELS[1], options=LABELS)
+    links.shared("sec_auto_extent", True)
+    links.shared("sec_extent", 3.0)
+    links.shared("sec_resolution", DEFAULT_RESOLUTION, options=RESOLUTIONS)
+    links.shared("sec_adaptive", True)
+    links.shared("sec_seed", 0)
+    links.shared("sec_estimator", "auto", options=list(ESTIMATORS))
+    links.shared("sec_3d", False)
+    for k, v in {"sec_inspect_side": "left", "sec_inspect_a": 0.0, "sec_inspect_b": 0.0}.items():
         if k not in st.session_state:
             st.session_state[k] = v
-
-
-def _other_image_controls(clf, need_two: bool) -> tuple[str, str]:
     counts = gallery_counts(gallery_dataset(clf))
     classes = sorted(counts)
-    refs = []
-    cols = st.columns(4 if need_two else 2)
-    for i in (1, 2) if need_two else (1,):
+    for i in (1, 2):
         ck, ik = f"sec_img{i}_class", f"sec_img{i}_index"
-        if st.session_state.get(ck) not in classes:
-            st.session_state[ck] = st.session_state.get("gallery_class", classes[0]) \
-                if st.session_state.get("gallery_class") in classes else classes[0]
-        c = cols[2 * (i - 1)].selectbox(f"Image {i + 1}: class", classes, key=ck)
-        n = counts[c]
-        if st.session_state.get(ik, 0) >= n or ik not in st.session_state:
-            st.session_state[ik] = min(i, n - 1)
-        idx = cols[2 * (i - 1) + 1].number_input(f"Image {i + 1}: index (0-{n - 1})", 0, n - 1, key=ik, step=1)
-        refs.append(f"gallery:{c}:{int(idx)}")
+        first = st.session_state.get("gallery_class") if st.session_state.get("gallery_class") in classes \
+            else classes[0]
+        links.shared(ck, first, options=classes)
+        links.shared(ik, min(i, counts[st.session_state[ck]] - 1))
+        if not 0 <= int(st.session_state[ik]) < counts[st.session_state[ck]]:
+            st.session_state[ik] = 0
+    return counts
+
+
+def _other_refs(need_two: bool) -> tuple[str, str]:
+    refs = [f"gallery:{st.session_state[f'sec_img{i}_class']}:{int(st.session_state[f'sec_img{i}_index'])}"
+            for i in (1, 2)]
     return refs[0], refs[1] if need_two else ""
 
 
-def _npy_controls(clf):
-    cols = st.columns(2)
-    ups = [cols[0].file_uploader("Direction U (.npy)", type=["npy"], key="sec_npy_u"),
-           cols[1].file_uploader("Direction V (.npy)", type=["npy"], key="sec_npy_v")]
+def _other_image_controls(counts, need_two: bool) -> None:
+    classes = sorted(counts)
+    cols = st.columns(4 if need_two else 2)
+    for i in (1, 2) if need_two else (1,):
+        ck, ik = f"sec_img{i}_class", f"sec_img{i}_index"
+        c = cols[2 * (i - 1)].selectbox(f"Image {i + 1}: class", classes, key=ck)
+        n = counts[c]
+        if int(st.session_state.get(ik, 0)) >= n:
+            st.session_state[ik] = 0
+        cols[2 * (i - 1) + 1].number_input(f"Image {i + 1}: index (0-{n - 1})", 0, n - 1, key=ik, step=1)
+
+
+def _npy_directions(clf):
+    ups = [st.session_state.get("sec_npy_u"), st.session_state.get("sec_npy_v")]
     if any(u is None for u in ups):
-        st.info(f"Upload two .npy arrays of shape {clf.input_shape} (or {clf.dim} values) to span the plane.")
         return None
     arrays = []
     for up in ups:
@@ -100,46 +116,61 @@ def _npy_controls(clf):
     return tuple(arrays)
 
 
+def _settings(clf, counts, need_images: bool, need_two: bool, need_npy: bool) -> None:
+    """The settings, drawn below the figures (their values are read from the session before)."""
+    with st.expander("Plane and grid settings", expanded=False):
+        c1, c2 = st.columns(2)
+        c1.selectbox("Left plane", LABELS, key="sec_plane_left")
+        c2.selectbox("Right plane", LABELS, key="sec_plane_right")
+        c3, c4, c5, c6 = st.columns(4)
+        c3.checkbox("Automatic extent", key="sec_auto_extent",
+                    help=f"{EXTENT_FACTOR:g} x the image's DeepFool distance to the boundary, grown to contain the "
+                         "marked images")
+        c3.number_input("Extent (half-width, L2 pixel units)", min_value=1e-3, step=0.5, key="sec_extent",
+                        disabled=st.session_state.sec_auto_extent)
+        c4.select_slider("Resolution (points per axis)", RESOLUTIONS, key="sec_resolution")
+        c4.checkbox("Adaptive grid", key="sec_adaptive",
+                    help="Evaluate a coarse grid and refine only where labels change; same labels as the dense grid "
+                         "unless a pocket of a class misses every coarse grid point (see docs/sections.md)")
+        c5.number_input("Seed of random directions", 0, 2**31 - 1, key="sec_seed", step=1)
+        c6.selectbox("Curvature estimator", list(ESTIMATORS), key="sec_estimator",
+                     help=f"auto: exact Hessian for smooth networks, finite differences for piecewise-linear ones "
+                          f"(this model: {default_estimator(clf)})")
+        if need_images:
+            st.markdown("**Other images** (from the held-out gallery)")
+            _other_image_controls(counts, need_two)
+        if need_npy:
+            cols = st.columns(2)
+            cols[0].file_uploader("Direction U (.npy)", type=["npy"], key="sec_npy_u")
+            cols[1].file_uploader("Direction V (.npy)", type=["npy"], key="sec_npy_v")
+            st.caption(f"Two .npy arrays of shape {clf.input_shape} (or {clf.dim} values) span the plane.")
+
+
 # ------------------------------------------------------------------ page
 clf = current_model()
 img = current_image()
-_init_state()
+counts = _init_state(clf)
 
 st.header("Cross-sections of the decision boundary")
-st.caption("Each picture is a plane x0 + a·u + b·v through the image, coloured by the class the model predicts at "
-           "every point. The *flat* view spans the boundary normal and a random tangent direction; the *curved* "
-           "view replaces the random direction by the most curved one. Near real images the boundary is flat along "
-           "almost every direction and strongly curved along a few (Fawzi et al., 2017).")
+plain("Each picture is a flat slice through image space around the image, coloured by the model's answer: on "
+      "the left along the [[normal|direction across the boundary]] and a random one, on the right along the "
+      "direction where the boundary [[curvature|bends]] most.")
+formulas("A cross-section is the plane $x_0 + a\\,u + b\\,v$ through the image (or its boundary point z), coloured "
+         "by the class the model predicts at every point. The *flat* view spans the boundary normal "
+         "$\\nabla F/|\\nabla F|$ (F = f_k − f_j) and a random tangent direction; the *curved* view replaces the "
+         "random direction by the principal direction of largest curvature. Near real images the boundary is flat "
+         "along almost every direction and strongly curved along a few. Axes are L2 distances in pixel space. See "
+         "docs/science.md sections 3 and 6.")
 
-with st.expander("Plane and grid settings", expanded=False):
-    c1, c2 = st.columns(2)
-    c1.selectbox("Left plane", LABELS, key="sec_plane_left")
-    c2.selectbox("Right plane", LABELS, key="sec_plane_right")
-    choices = [st.session_state.sec_plane_left, st.session_state.sec_plane_right]
-    c3, c4, c5, c6 = st.columns(4)
-    c3.checkbox("Automatic extent", key="sec_auto_extent",
-                help=f"{EXTENT_FACTOR:g} x the image's DeepFool distance to the boundary, grown to contain the "
-                     "marked images")
-    c3.number_input("Extent (half-width, L2 pixel units)", min_value=1e-3, value=3.0, step=0.5, key="sec_extent",
-                    disabled=st.session_state.sec_auto_extent)
-    c4.select_slider("Resolution (points per axis)", RESOLUTIONS, key="sec_resolution")
-    c4.checkbox("Adaptive grid", key="sec_adaptive",
-                help="Evaluate a coarse grid and refine only where labels change; same labels as the dense grid "
-                     "unless a pocket of a class misses every coarse grid point (see docs/sections.md)")
-    c5.number_input("Seed of random directions", 0, 2**31 - 1, key="sec_seed", step=1)
-    c6.selectbox("Curvature estimator", list(ESTIMATORS), key="sec_estimator",
-                 help=f"auto: exact Hessian for smooth networks, finite differences for piecewise-linear ones "
-                      f"(this model: {default_estimator(clf)})")
-    need_images = any("{ref1}" in PLANES[c] for c in choices)
-    need_two = any("{ref2}" in PLANES[c] for c in choices)
-    ref1 = ref2 = ""
-    if need_images:
-        st.markdown("**Other images** (from the held-out gallery)")
-        ref1, ref2 = _other_image_controls(clf, need_two)
-    dirs = None
-    if any(PLANES[c].startswith("npy") for c in choices):
-        with guarded("reading the uploaded directions"):
-            dirs = _npy_controls(clf)
+choices = [st.session_state.sec_plane_left, st.session_state.sec_plane_right]
+need_images = any("{ref1}" in PLANES[c] for c in choices)
+need_two = any("{ref2}" in PLANES[c] for c in choices)
+need_npy = any(PLANES[c].startswith("npy") for c in choices)
+ref1, ref2 = _other_refs(need_two) if need_images else ("", "")
+dirs = None
+if need_npy:
+    with guarded("reading the uploaded directions"):
+        dirs = _npy_directions(clf)
 
 seed = int(st.session_state.sec_seed)
 estimator = ESTIMATORS[st.session_state.sec_estimator]
@@ -182,42 +213,90 @@ def _caption(section) -> str:
     return " ".join(parts)
 
 
-def _render(side: str, label: str, spec: str, section) -> None:
-    fig = section_figure(section, title=f"{spec}  ({clf.name})")
+def _inspect_panel(side: str, plane) -> None:
+    """The image at the inspected point of this plane, right under the plot that was clicked."""
+    i1, i2 = st.columns(2)
+    i1.number_input("a", key="sec_inspect_a", step=0.1, format="%.4f")
+    i2.number_input("b", key="sec_inspect_b", step=0.1, format="%.4f")
+    a, b = float(st.session_state.sec_inspect_a), float(st.session_state.sec_inspect_b)
+    with guarded("inspecting the point"):
+        pt = _inspect(a, b, plane)
+        left, right = st.columns([2, 3])
+        with left:
+            show(image_figure(pt.image, f"Image at a={a:.3g}, b={b:.3g}", clf.pixel_range, height=220),
+                 key="sec_inspect_image")
+        with right:
+            st.metric("Prediction at this point", clf.class_names[pt.label], f"margin {pt.margin:.3g}",
+                      delta_color="off")
+            st.caption(("Inside the pixel range: a valid image." if pt.in_pixel_range else
+                        "Outside the pixel range: the model sees this unclipped input, which is not a valid image.")
+                       + f" Distance from the plane's centre: {pt.distance:.3g}.")
+        show(probability_figure(pt.probabilities, clf.class_names, top=min(5, clf.num_classes),
+                                title="Top-5 class probabilities at this point"), key="sec_inspect_probs")
+
+
+def _render(side: str, label: str, spec: str, plane, section) -> None:
+    fig = section_figure(section, title="", height=460)
     if st.session_state.sec_inspect_side == side:
         import plotly.graph_objects as go
 
         fig.add_trace(go.Scatter(x=[st.session_state.sec_inspect_a], y=[st.session_state.sec_inspect_b],
                                  mode="markers", name="inspected point",
                                  marker=dict(symbol="circle-open", size=16, color="black", line=dict(width=2.5))))
-    event = st.plotly_chart(fig, key=f"sec_fig_{side}", on_select="rerun",
-                            selection_mode=("points", "box", "lasso"), width="stretch")
+    event = show(fig, key=f"sec_fig_{side}", on_select="rerun", selection_mode=("points", "box", "lasso"))
     picked = selected_point(event)
     if picked is not None and st.session_state.get(f"sec_last_pick_{side}") != picked:
         st.session_state[f"sec_last_pick_{side}"] = picked
         st.session_state.sec_inspect_side = side
         st.session_state.sec_inspect_a, st.session_state.sec_inspect_b = picked
-    st.caption(_caption(section))
+        st.rerun()
+    if st.session_state.sec_3d:
+        with guarded("the 3-D margin surface"):
+            _surface(side, plane, section)
+    if st.session_state.sec_inspect_side == side:
+        _inspect_panel(side, plane)
+    elif st.button("Inspect a point of this plane", key=f"sec_inspect_here_{side}"):
+        st.session_state.sec_inspect_side = side
+        st.rerun()
     for w in section.plane.info.get("warnings", []):
         st.warning(w)
-    export_buttons(fig, data=section.arrays(), params=section.summary(),
-                   name=f"section_{spec.replace(',', '_').replace(':', '-')[:60]}", key=f"sec_export_{side}")
+    if not presentation():
+        st.caption(_caption(section))
+        export_buttons(fig, data=section.arrays(), params=section.summary(),
+                       name=f"section_{spec.replace(',', '_').replace(':', '-')[:60]}", key=f"sec_export_{side}")
 
 
-st.markdown("Hover for the class, the logit margin and the coordinates; click a point (or set a, b below) to see "
-            "the image there.")
+def _surface(side: str, plane, section) -> None:
+    from dashboard.figures.sections import margin_surface_figure
+    from geometry.sections import margin_surface
+
+    label = plane.info.get("label")
+    if label is None:
+        label = int(section.labels[section.labels.shape[0] // 2, section.labels.shape[1] // 2])
+    res = min(int(section.resolution), SURFACE_RESOLUTION)
+    a, b, margin = compute(margin_surface, plane, int(label), float(section.extent), res,
+                           what=f"the {res}x{res} margin surface")
+    show(margin_surface_figure(a, b, margin, clf.class_names[int(label)]), key=f"sec_surface_{side}")
+
+
+st.toggle("3-D margin surface", key="sec_3d",
+          help="Also draw the margin (the image's class score minus the best other score) over each plane as a "
+               "surface; where it crosses zero is the boundary.")
+st.caption("Click a point of a plane to see the image there, right under the plot.")
 results: dict[str, tuple] = {}
 progress = st.progress(0.0, text="Preparing the planes…")
 t0 = time.perf_counter()
 steps = 2 * len(SIDES)
 done = 0
+ready = []
 # each view is drawn as soon as it is ready (the curved one waits for the curvature directions)
 for col, side, label, spec in zip(st.columns(2), SIDES, choices, specs):
     est = estimator if "curv" in spec else None  # only curved planes depend on it (keeps the cache warm)
     with col:
         st.subheader(label)
         if spec.startswith("npy") and dirs is None:
-            st.info("Upload the two directions (.npy) under *Plane and grid settings*.")
+            st.info(f"Upload two .npy arrays of shape {clf.input_shape} (or {clf.dim} values) under *Plane and "
+                    "grid settings* below to span this plane.")
             done += 2
             continue
         with guarded(f"the {side} cross-section"):
@@ -228,36 +307,11 @@ for col, side, label, spec in zip(st.columns(2), SIDES, choices, specs):
             section = _grid(extent_choice, resolution, adaptive, plane)
             done += 1
             results[side] = (label, spec, plane, section)
-            _render(side, label, spec, section)
+            if st.session_state.sec_inspect_side not in SIDES or (side == "right" and "left" not in results
+                                                                   and st.session_state.sec_inspect_side == "left"):
+                st.session_state.sec_inspect_side = side
+            _render(side, label, spec, plane, section)
 progress.progress(1.0, text=f"Cross-sections ready ({time.perf_counter() - t0:.1f} s including cached results)")
-
-st.subheader("Inspect a point of a plane")
-ready = [s for s in SIDES if s in results]
-if not ready:
-    st.info("No cross-section is available to inspect yet.")
-else:
-    if st.session_state.sec_inspect_side not in ready:
-        st.session_state.sec_inspect_side = ready[0]
-    i1, i2, i3 = st.columns([1, 1, 1])
-    i1.radio("Plane", ready, key="sec_inspect_side", horizontal=True,
-             format_func=lambda s: f"{s}: {results[s][0]}")
-    i2.number_input("a", key="sec_inspect_a", step=0.1, format="%.4f")
-    i3.number_input("b", key="sec_inspect_b", step=0.1, format="%.4f")
-    side = st.session_state.sec_inspect_side
-    label, spec, plane, section = results[side]
-    a, b = float(st.session_state.sec_inspect_a), float(st.session_state.sec_inspect_b)
-    with guarded("inspecting the point"):
-        pt = _inspect(a, b, plane)
-        left, right = st.columns([1, 2])
-        with left:
-            st.plotly_chart(image_figure(pt.image, f"Image at a={a:.3g}, b={b:.3g}", clf.pixel_range),
-                            key="sec_inspect_image")
-        with right:
-            st.metric("Prediction at this point", clf.class_names[pt.label], f"margin {pt.margin:.3g}",
-                      delta_color="off")
-            st.caption(("Inside the pixel range." if pt.in_pixel_range else
-                        "Outside the pixel range: the model sees this unclipped input, which is not a valid image.")
-                       + f" Distance from the plane's centre: {pt.distance:.3g}.")
-            st.plotly_chart(probability_figure(pt.probabilities, clf.class_names, top=min(5, clf.num_classes),
-                                               title="Top-5 class probabilities at this point"),
-                            key="sec_inspect_probs")
+if not results:
+    st.info("No cross-section is available yet.")
+_settings(clf, counts, need_images, need_two, need_npy)
