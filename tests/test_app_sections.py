@@ -107,7 +107,7 @@ def test_3d_margin_surface_toggle(app):
     app.run()
     assert_page_ok(app)
     keys = [c.key for c in app.get("plotly_chart") if getattr(c, "key", None)]
-    assert any(k and k.startswith("sec_surface_") for k in keys) or True
+    assert "sec_surface_left" in keys and "sec_surface_right" in keys
     app.toggle(key="sec_3d").set_value(False).run()
 
 
