@@ -7,7 +7,10 @@ worker processes of ``dashboard.jobs``, which cache models by digest. Uploads ar
 stored under a folder named by their digest and read there by a worker; a bad
 upload shows an error and falls back to the bundled default, keeping the rest of
 the user's choices. ``?model=NAME&image=gallery:CLASS:INDEX`` in the URL picks the
-model and gallery image of a new session.
+model and gallery image of a new session. The image comes from the held-out gallery (class and
+index, or a click on a thumbnail), a digit drawn on a canvas, or an uploaded file; drawings and
+uploads are converted alike (``geometry.images.load_image``) and are never part of links
+(``dashboard.gallery`` holds the canvas and the thumbnails).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
+from dashboard.gallery import NOT_IN_LINKS, draw_source, thumbnail_picker
 from dashboard.jobs import compute, executor
 from geometry.errors import GeometryError
 from geometry.executor import ModelRef
@@ -150,10 +154,15 @@ def _safe_name(filename: str) -> str:
     return stem or "uploaded_model"
 
 
+IMAGE_SOURCES = ["Gallery", "Draw", "Upload"]
+GALLERY_KEYS = ("gallery_class", "gallery_index")
+
+
 def _image_sidebar() -> None:
     clf: ModelFacts = st.session_state["_clf"]
     st.sidebar.divider()
-    source = st.sidebar.radio("Image", ["Gallery", "Upload"], horizontal=True, key="image_source")
+    source = st.sidebar.radio("Image", IMAGE_SOURCES, horizontal=True, key="image_source",
+                              help="A held-out image picked by looking, a digit you draw, or your own file.")
     img, error = None, None
     dataset = gallery_dataset(clf)
     if source == "Upload":
@@ -167,6 +176,18 @@ def _image_sidebar() -> None:
                 error = str(exc)
         else:
             st.sidebar.info("Upload an image; showing a gallery image meanwhile.")
+    elif source == "Draw":
+        try:
+            img = draw_source(clf)
+        except GeometryError as exc:
+            error = str(exc)
+    if source != "Gallery":
+        st.sidebar.caption(NOT_IN_LINKS)
+        # the gallery widgets are not drawn while a drawing or an upload is shown: keep their values for
+        # when the user comes back (Streamlit forgets the state of widgets a run does not draw)
+        for k in GALLERY_KEYS:
+            if k in st.session_state:
+                st.session_state[k] = st.session_state[k]
     counts = gallery_counts(dataset)
     if "_image_from_url" not in st.session_state:
         st.session_state["_image_from_url"] = True
@@ -181,15 +202,17 @@ def _image_sidebar() -> None:
         if st.session_state.get("gallery_class") not in classes:
             st.session_state.gallery_class = classes[0]
         cls = st.sidebar.selectbox(f"Class ({dataset} held-out gallery)", classes, key="gallery_class",
-                                   disabled=source == "Upload")
+                                   disabled=source != "Gallery")
         n = counts[cls]
         if st.session_state.get("gallery_index", 0) >= n:
             st.session_state.gallery_index = 0
         idx = st.sidebar.number_input(f"Index (0-{n - 1})", 0, n - 1, key="gallery_index", step=1,
-                                      disabled=source == "Upload")
+                                      disabled=source != "Gallery")
         img = gallery_image(clf, cls, int(idx))
         if source == "Gallery":
             st.query_params["image"] = f"gallery:{cls}:{int(idx)}"
+            with st.sidebar:
+                thumbnail_picker(dataset, cls, n, int(idx))
     if error:
         st.sidebar.error(f"Image not loaded: {error}")
     st.session_state["_image"] = img
