@@ -24,6 +24,11 @@ from dashboard.state import render_sidebar  # noqa: E402
 from dashboard.ui import guarded  # noqa: E402
 
 DEFAULT_PAGE = "lesson.py"
+# less empty space above each page: at 1280x720 the first figure must be on screen without scrolling
+COMPACT_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; padding-bottom: 2rem; }
+[data-testid="stMainBlockContainer"] h2 { padding-top: 0.2rem; padding-bottom: 0.4rem; }
+</style>"""
 PRESENTATION_CSS = """<style>
 html, body, [data-testid="stAppViewContainer"] { font-size: 20px; }
 [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.15rem; }
@@ -45,6 +50,7 @@ pages = [st.Page(str(ROOT / "dashboard" / "views" / f), title=t, icon=i, default
          for f, t, i in PAGES if (ROOT / "dashboard" / "views" / f).exists()]
 links.begin_run()
 links.shared("presentation", False)
+st.markdown(COMPACT_CSS, unsafe_allow_html=True)
 if st.session_state.presentation:
     st.markdown(PRESENTATION_CSS, unsafe_allow_html=True)
 sidebar_ok = False

@@ -279,10 +279,11 @@ def _surface(side: str, plane, section) -> None:
     show(margin_surface_figure(a, b, margin, clf.class_names[int(label)]), key=f"sec_surface_{side}")
 
 
-st.toggle("3-D margin surface", key="sec_3d",
+t1, t2 = st.columns([1, 3], vertical_alignment="center")
+t1.toggle("3-D margin surface", key="sec_3d",
           help="Also draw the margin (the image's class score minus the best other score) over each plane as a "
                "surface; where it crosses zero is the boundary.")
-st.caption("Click a point of a plane to see the image there, right under the plot.")
+t2.caption("Click a point of a plane to see the image there, right under the plot.")
 results: dict[str, tuple] = {}
 progress = st.progress(0.0, text="Preparing the planes…")
 t0 = time.perf_counter()
