@@ -99,7 +99,7 @@ def draw_source(clf) -> ImageInput | None:
     probs = compute(probabilities, img.tensor, what="the prediction", quick=True)[0]
     label = int(probs.argmax())
     left, right = side.columns([1, 1], vertical_alignment="center")
-    left.image(_model_view(img, *clf.pixel_range), caption="What the model sees")
+    left.image(_model_view(img, *clf.pixel_range), caption="What the model sees", output_format="PNG")
     right.metric("Drawing read as", clf.class_names[label], f"p = {float(probs[label]):.3f}", delta_color="off",
                  delta_arrow="off")
     side.caption("Conversion: " + "; ".join(img.steps))
