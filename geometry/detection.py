@@ -313,16 +313,29 @@ def calibrate_detector(clf: Classifier, S: CurvedSubspace, x_clean, *, fpr: floa
                     model_fingerprint(clf), settings, None, scores, directions)
 
 
+def detector_key(S: CurvedSubspace, *, fpr: float = DEFAULT_FPR, images: int = 200, seed: int = 0,
+                 estimator: str | None = None, step: float | None = None, directions: str = "all") -> dict:
+    """What identifies a saved detector for S (the arguments of :func:`model_detector`)."""
+    return {"subspace": settings_key(S.settings), "fpr": float(fpr), "images": int(images), "seed": int(seed),
+            "estimator": estimator, "step": step, "directions": directions}
+
+
 def model_detector(clf: Classifier, S: CurvedSubspace, *, fpr: float = DEFAULT_FPR, images: int = 200,
                    seed: int = 0, estimator: str | None = None, step: float | None = None, directions: str = "all",
                    cache: str | Path | None | bool = None, recompute: bool = False) -> Detector:
     """A detector calibrated on ``images`` clean held-out images (the first ``images`` of a stratified
-    order, seed ``seed``), cached next to S (``cache`` as in ``subspace.model_subspace``)."""
+    order, seed ``seed``), cached next to S (``cache`` as in ``subspace.model_subspace``). A detector shipped
+    with a bundled model for the same S and settings (``geometry.precomputed``) is used first."""
     from .subspace import dataset_images
 
-    key = {"subspace": settings_key(S.settings), "fpr": float(fpr), "images": int(images), "seed": int(seed),
-           "estimator": estimator, "step": step, "directions": directions}
+    key = detector_key(S, fpr=fpr, images=images, seed=seed, estimator=estimator, step=step, directions=directions)
     path = None
+    if cache is not False and not recompute:
+        from .precomputed import shipped_detector
+
+        det = shipped_detector(clf, S, key, images, seed)
+        if det is not None:
+            return det
     if cache is not False:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in clf.name)[:40] or "model"
         path = cache_dir(cache) / "detector" / f"{safe}-{model_fingerprint(clf)}-{settings_key(key)}.npz"

@@ -23,7 +23,8 @@ original work's choice and the only one that sees the bends of ReLU networks), a
 ``"auto"`` = ``"exact"`` for smooth networks, ``"fd"`` otherwise (piecewise-linear
 or unknown).
 
-S is saved per model and settings (:func:`model_subspace`): a ``.npz`` in
+S is saved per model and settings (:func:`model_subspace`; the bundled models also ship S for the
+app's default settings, see ``geometry.precomputed``): a ``.npz`` in
 :func:`cache_dir` (``$BOUNDARY_GEOMETRY_CACHE`` or ``~/.cache/boundary-geometry``)
 named by the model's name, a hash of its weights and a hash of the settings, so
 the app and the CLI reuse each other's work. Images for S come from the *training*
@@ -481,10 +482,21 @@ def model_subspace(clf: Classifier, *, images: int = DEFAULT_IMAGES, m: int = DE
                    progress: Progress | None = None) -> CurvedSubspace:
     """S for a model from ``images`` images of its dataset's ``split``, loaded from the cache when saved.
 
-    ``cache``: a folder, ``None`` for :func:`cache_dir`, or ``False`` to neither read nor write.
-    ``recompute=True`` ignores a saved S (and overwrites it)."""
+    Looks first for the S shipped with a bundled model for these settings (``geometry.precomputed``:
+    used only when the model's fingerprint, the settings, the images and the code version match),
+    then in the cache, and computes S only when neither has it.
+    ``cache``: a folder, ``None`` for :func:`cache_dir`, or ``False`` to neither read nor write (shipped
+    results included). ``recompute=True`` ignores every saved S (and overwrites the cached one)."""
     settings = subspace_settings(clf, images=images, m=m, signs=signs, estimator=estimator, step=step, seed=seed,
                                  candidates=candidates, split=split)
+    if cache is not False and not recompute:
+        from .precomputed import shipped_subspace
+
+        S = shipped_subspace(clf, settings)
+        if S is not None:
+            if progress:
+                progress(1.0, "loaded the S shipped with this model (assets/precomputed)")
+            return S
     path = None if cache is False else subspace_path(clf, settings, cache)
     if path is not None and path.exists() and not recompute:
         try:

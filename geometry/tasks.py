@@ -78,19 +78,45 @@ def path_walk(clf, path, steps: int = 41):
     return s, pts.cpu(), clf.probabilities(pts).cpu().numpy()
 
 
-def held_out_vulnerability(clf, S, images: int, draws: int, progress=None):
-    """Both vulnerability experiments of S on the first ``images`` held-out images."""
+def held_out_vulnerability(clf, S, images: int, draws: int, progress=None, cache=None):
+    """Both vulnerability experiments of S on the first ``images`` held-out images.
+
+    A result shipped with a bundled model or saved in the cache (``geometry.precomputed``; ``cache`` as in
+    ``subspace.model_subspace``, ``False`` to neither read nor write) is used when it matches the model,
+    S, the settings and the images; a new result is saved in the cache."""
+    from . import precomputed as pre
     from .subspace import dataset_images
     from .vulnerability import vulnerability
 
-    x, _ = dataset_images(clf, images, split="held_out")
-    return vulnerability(clf, S, x, draws=draws, progress=progress)
+    key = pre.vulnerability_key(S, images, draws)
+    found = pre.find(clf, "vulnerability", key, lambda e: pre.decode_vulnerability(e, S),
+                     data=lambda: pre.held_out_images_digest(clf, images), cache=cache)
+    if found is not None:
+        if progress:
+            progress(1.0, "loaded the saved experiments")
+        return found
+    x, y = dataset_images(clf, images, split="held_out")
+    res = vulnerability(clf, S, x, draws=draws, progress=progress)
+    pre.save_user(clf, "vulnerability", key, pre.images_digest(x, y), *pre.encode_vulnerability(res), cache=cache)
+    return res
 
 
-def held_out_detector_evaluation(clf, detector, skip: int, images: int, sizes: tuple, progress=None):
-    """The detector's ROC on ``images`` held-out images after the first ``skip`` (used to calibrate it)."""
+def held_out_detector_evaluation(clf, detector, skip: int, images: int, sizes: tuple, progress=None, cache=None):
+    """The detector's ROC on ``images`` held-out images after the first ``skip`` (used to calibrate it).
+
+    Saved and looked up like :func:`held_out_vulnerability` (keyed by the detector itself)."""
+    from . import precomputed as pre
     from .detection import evaluate_detector
     from .subspace import dataset_images
 
+    key = pre.evaluation_key(detector, skip, images, sizes)
+    found = pre.find(clf, "evaluation", key, lambda e: pre.decode_evaluation(e, detector),
+                     data=lambda: pre.held_out_images_digest(clf, skip + images), cache=cache)
+    if found is not None:
+        if progress:
+            progress(1.0, "loaded the saved evaluation")
+        return found
     x, y = dataset_images(clf, skip + images, split="held_out")
-    return evaluate_detector(clf, detector, x[skip:], y[skip:], sizes=sizes, progress=progress)
+    ev = evaluate_detector(clf, detector, x[skip:], y[skip:], sizes=sizes, progress=progress)
+    pre.save_user(clf, "evaluation", key, pre.images_digest(x, y), *pre.encode_evaluation(ev), cache=cache)
+    return ev
