@@ -11,6 +11,7 @@ dashboard/state.py and always kept. Drawn and uploaded images and uploaded model
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 from urllib.parse import urlencode
 
@@ -56,14 +57,23 @@ def begin_run() -> None:
     st.session_state[_REGISTERED] = {}
 
 
-def parse(raw: str, default: Any, options=None, cast: Callable[[str], Any] | None = None):
+def parse(raw: str, default: Any, options=None, cast: Callable[[str], Any] | None = None,
+          check: Callable[[Any], bool] | None = None):
     """The value a URL parameter stands for, or None when it is not a valid value of this setting."""
+    if not isinstance(raw, str) or len(raw) > 2000:
+        return None
     try:
         value = (cast or _caster(default))(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         return None
-    if isinstance(value, float) and value != value:  # NaN
+    if isinstance(value, float) and not math.isfinite(value):
         return None
+    if check is not None:
+        try:
+            if not check(value):
+                return None
+        except (ValueError, TypeError):
+            return None
     if options is not None:
         allowed = list(options)
         if isinstance(value, list):
@@ -73,14 +83,19 @@ def parse(raw: str, default: Any, options=None, cast: Callable[[str], Any] | Non
     return value
 
 
-def shared(key: str, default: Any, options=None, cast: Callable[[str], Any] | None = None) -> Any:
-    """Seed ``st.session_state[key]`` (URL value on first sight, else ``default``) and share it in the URL."""
+def shared(key: str, default: Any, options=None, cast: Callable[[str], Any] | None = None,
+           check: Callable[[Any], bool] | None = None) -> Any:
+    """Seed ``st.session_state[key]`` (URL value on first sight, else ``default``) and share it in the URL.
+
+    A URL value is used only when it casts (``cast``, default: the type of ``default``), is finite, is
+    among ``options`` (when given) and passes ``check`` (when given, e.g. a widget's min/max); anything
+    else in a link is ignored, never an error."""
     seen = st.session_state.setdefault(_SEEN, set())
     if key not in seen:
         seen.add(key)
         raw = st.query_params.get(key)
         if raw is not None:
-            value = parse(raw, default, options, cast)
+            value = parse(raw, default, options, cast, check)
             if value is not None:
                 st.session_state[key] = value
     if key not in st.session_state:

@@ -61,10 +61,10 @@ def _init_state(clf):
     links.shared("sec_plane_left", LABELS[0], options=LABELS)
     links.shared("sec_plane_right", LABELS[1], options=LABELS)
     links.shared("sec_auto_extent", True)
-    links.shared("sec_extent", 3.0)
+    links.shared("sec_extent", 3.0, check=lambda v: 1e-3 <= v <= 1e6)
     links.shared("sec_resolution", DEFAULT_RESOLUTION, options=RESOLUTIONS)
     links.shared("sec_adaptive", True)
-    links.shared("sec_seed", 0)
+    links.shared("sec_seed", 0, check=lambda v: 0 <= v < 2**31)
     links.shared("sec_estimator", "auto", options=list(ESTIMATORS))
     links.shared("sec_3d", False)
     for k, v in {"sec_inspect_side": "left", "sec_inspect_a": 0.0, "sec_inspect_b": 0.0}.items():
@@ -77,7 +77,7 @@ def _init_state(clf):
         first = st.session_state.get("gallery_class") if st.session_state.get("gallery_class") in classes \
             else classes[0]
         links.shared(ck, first, options=classes)
-        links.shared(ik, min(i, counts[st.session_state[ck]] - 1))
+        links.shared(ik, min(i, counts[st.session_state[ck]] - 1), check=lambda v: v >= 0)
         if not 0 <= int(st.session_state[ik]) < counts[st.session_state[ck]]:
             st.session_state[ik] = 0
     return counts
