@@ -14,7 +14,9 @@ same key as the sidebar's index widget, so ``?image=gallery:C:I`` links keep wor
 
 from __future__ import annotations
 
+import base64
 import binascii
+import io
 
 import numpy as np
 import plotly.graph_objects as go
@@ -48,8 +50,6 @@ def canvas_png(result) -> bytes | None:
 
 def has_ink(png: bytes) -> bool:
     """Whether the canvas PNG holds any stroke (some pixel brighter than the black background)."""
-    import io
-
     from PIL import Image
 
     with Image.open(io.BytesIO(png)) as im:
@@ -107,6 +107,14 @@ def draw_source(clf) -> ImageInput | None:
 
 
 # ------------------------------------------------------------------ thumbnails
+def _png_uri(gray: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(gray, 0, 1) * 255).round().astype(np.uint8), mode="L").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def thumbnail_figure(dataset: str, cls: int, page: int, current: int | None) -> go.Figure:
     """Held-out images ``page * PER_PAGE ...`` of class ``cls`` as one image with an invisible clickable
@@ -127,8 +135,7 @@ def thumbnail_figure(dataset: str, cls: int, page: int, current: int | None) -> 
         sheet[top:top + side, left:left + side] = split.x[j, 0]
         xs.append(left + side / 2 - 0.5)
         ys.append(top + side / 2 - 0.5)
-    rgb = np.repeat((np.clip(sheet, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
-    fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
+    fig = go.Figure(go.Image(source=_png_uri(sheet), hoverinfo="skip"))  # a PNG: ~10x smaller than pixel lists
     indices = list(range(start, start + len(chunk)))
     fig.add_trace(go.Scatter(
         x=xs, y=ys, mode="markers", customdata=indices, showlegend=False,

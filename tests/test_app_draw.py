@@ -176,13 +176,15 @@ def test_thumbnail_figure_is_the_gallery():
 
     fig = thumbnail_figure("mnist", 4, 1, 45)
     image, markers = fig.data
+    assert image.source.startswith("data:image/png;base64,")
+    sheet = np.asarray(Image.open(io.BytesIO(base64.b64decode(image.source.split(",", 1)[1]))).convert("L"))
     split = held_out("mnist")
     members = np.flatnonzero(split.y == 4)
     assert list(markers.customdata) == list(range(40, 80))
     # the thumbnail under marker k is held-out image 40 + k of class 4
     for k in (0, 9, 39):
         x, y = int(markers.x[k] + 0.5 - 14), int(markers.y[k] + 0.5 - 14)
-        tile = np.asarray(image.z)[y:y + 28, x:x + 28, 0].astype(np.float32) / 255
+        tile = sheet[y:y + 28, x:x + 28].astype(np.float32) / 255
         assert np.abs(tile - split.x[members[40 + k], 0]).max() < 0.01
     assert len(fig.layout.shapes) == 1       # the current image (45) is framed
     assert len(thumbnail_figure("digits", 0, 0, 0).data[1].customdata) == 36
