@@ -902,3 +902,44 @@ def label_map_text(labels: np.ndarray, width: int = 64) -> str:
     sub = labels[::step, ::step][::-1]
     chars = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
     return "\n".join("".join(chars[c] if 0 <= c < len(chars) else "?" for c in row) for row in sub)
+
+
+# ---------------------------------------------------------------- margin surface (3-D view)
+DEFAULT_SURFACE_RESOLUTION = 65
+
+
+def margin_surface(clf: Classifier, plane: Plane, label: int, extent: float | None = None,
+                   resolution: int = DEFAULT_SURFACE_RESOLUTION, batch_size: int | None = None,
+                   progress: Callable | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The signed margin of class ``label`` over a plane: ``m(a, b) = f_label(x) - max_{c != label} f_c(x)`` at
+    ``x = origin + a u + b v`` on a dense ``resolution x resolution`` grid over ``[-extent, extent]^2``.
+
+    ``m > 0`` exactly where the model predicts ``label`` (ties aside), ``m < 0`` elsewhere; the zero level is the
+    boundary of the region of ``label``. Unlike :attr:`CrossSection.margins` (top logit minus runner-up, always
+    >= 0) the sign says on which side of that boundary a point is, so it can be drawn as a surface.
+    ``extent`` None -> :func:`default_extent`. Points outside the pixel range are evaluated as they are (not
+    clipped), as for the cross-section. Returns ``(a, b, margin)`` with margin ``(len(b), len(a))`` float64,
+    row = b, column = a (as :class:`CrossSection`); evaluated in chunks of ``batch_size`` points without gradients."""
+    _check_grid_args(extent, resolution)
+    n_cls = len(clf.class_names)
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= int(label) < n_cls:
+        raise GeometryError(f"label must be a class index from 0 to {n_cls - 1}, got {label!r}")
+    label = int(label)
+    ext = default_extent(plane) if extent is None else float(extent)
+    a, b = grid_axes(ext, resolution)
+    B, A = np.meshgrid(b, a, indexing="ij")
+    fa, fb = A.ravel(), B.ravel()
+    ev = PlaneEvaluator(clf, plane, batch_size)
+    dev, dt = clf.device, clf.dtype
+    out = np.empty(fa.size, dtype=np.float64)
+    with torch.no_grad():
+        for s in range(0, fa.size, ev.batch):
+            at = torch.as_tensor(fa[s:s + ev.batch], device=dev, dtype=dt)
+            bt = torch.as_tensor(fb[s:s + ev.batch], device=dev, dtype=dt)
+            logits = clf.module(ev.points(at, bt)).double()
+            own = logits[:, label].clone()
+            logits[:, label] = -torch.inf
+            out[s:s + ev.batch] = (own - logits.max(dim=1).values).cpu().numpy()
+            if progress is not None:
+                progress(min(1.0, (s + ev.batch) / fa.size), f"{min(s + ev.batch, fa.size)} of {fa.size} points")
+    return a, b, out.reshape(len(b), len(a))

@@ -10,7 +10,9 @@ import plotly.graph_objects as go
 
 from dashboard.figures.common import signed_image_figure
 
-ESTIMATOR_STYLE = {"exact": ("#1f77b4", "circle"), "fd": ("#d62728", "diamond")}
+# Okabe-Ito colours (distinguishable with any colour vision)
+ESTIMATOR_STYLE = {"exact": ("#0072B2", "circle"), "fd": ("#D55E00", "diamond")}
+PROFILE_COLORS = ["#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
 
 
 def estimator_label(res) -> str:
@@ -83,17 +85,17 @@ def direction_figures(res, which: str = "positive", count: int = 3, shape=None) 
 def profile_figure(profile: dict, title: str = "F = f_k − f_j along curvature directions") -> go.Figure:
     """F(z + t v) with the quadratic prediction κ|g|t²/2 for each direction of a profile."""
     fig = go.Figure()
-    colors = ["#2ca02c", "#9467bd", "#ff7f0e", "#17becf"]
+    colors = PROFILE_COLORS
     t = profile["t"]
     for row, (kap, i) in enumerate(zip(profile["curvatures"], profile["indices"])):
         c = colors[row % len(colors)]
         fig.add_trace(go.Scatter(x=t, y=profile["F"][row], mode="lines", line=dict(color=c, width=2),
-                                 name=f"direction {i + 1} (κ = {kap:.3g}): model",
+                                 name=f"direction {i + 1} (κ = {kap:.3g})",
                                  hovertemplate="t = %{x:.3g}: F = %{y:.4g}<extra></extra>"))
         fig.add_trace(go.Scatter(x=t, y=profile["quadratic"][row], mode="lines", line=dict(color=c, dash="dash"),
-                                 name=f"direction {i + 1}: κ|g|t²/2", hoverinfo="skip"))
+                                 name=f"{i + 1}: quadratic κ|g|t²/2", hoverinfo="skip"))
     fig.add_hline(y=0, line=dict(color="#888", width=1, dash="dot"))
     fig.update_layout(title=title, xaxis_title="t (pixel-space distance from the boundary point along v)",
-                      yaxis_title="f_k − f_j  (> 0: class k)", height=360, margin=dict(l=10, r=10, t=50, b=40),
-                      legend=dict(font=dict(size=10)))
+                      yaxis_title="f_k − f_j  (> 0: class k)", height=400, margin=dict(l=10, r=10, t=50, b=40),
+                      legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
     return fig

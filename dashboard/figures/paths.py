@@ -15,6 +15,8 @@ from dashboard.figures.sections import section_figure
 
 PATH_COLOR = "#111111"
 CHORD_COLOR = "#888888"
+# Okabe-Ito colours (distinguishable with any colour vision)
+OUTSIDE_COLOR, CONNECTED_COLOR = "#D55E00", "#009E73"
 
 
 def path_trace_name(path) -> str:
@@ -84,7 +86,6 @@ def anchor_images_figure(path, pixel_range=(0.0, 1.0), most: int = 10, height: i
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{c if c > 1 else ''}", showticklabels=False,
                          showgrid=False, zeroline=False, row=1, col=c)
         fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain", row=1, col=c)
-    fig.update_annotations(font_size=11)
     fig.update_layout(height=height, margin=dict(l=5, r=5, t=30, b=5))
     return fig
 
@@ -102,7 +103,7 @@ def margin_figure(path, class_names, position: float | None = None, height: int 
                                  hovertemplate="chord t=%{x:.3f}<br>margin %{y:.4g}<extra></extra>"))
         if np.isfinite(out).any():
             fig.add_trace(go.Scatter(x=t, y=out, mode="lines", name="chord outside the region",
-                                     line=dict(color="#d62728", width=3),
+                                     line=dict(color=OUTSIDE_COLOR, width=3),
                                      hovertemplate="chord t=%{x:.3f}<br>margin %{y:.4g} (outside)<extra></extra>"))
     s, m = path.margin_profile()
     if len(s):
@@ -155,10 +156,10 @@ def anchors_histogram(stats, height: int = 300) -> go.Figure:
     con = [p.n_anchors for p in stats.paths if p.connected]
     fails = sum(not p.connected for p in stats.paths)
     values, counts = (np.unique(con, return_counts=True) if con else (np.array([], int), np.array([], int)))
-    fig = go.Figure(go.Bar(x=[str(v) for v in values], y=counts, name="connected", marker_color="#2ca02c",
+    fig = go.Figure(go.Bar(x=[str(v) for v in values], y=counts, name="connected", marker_color=CONNECTED_COLOR,
                            hovertemplate="%{x} anchors: %{y} pairs<extra></extra>"))
     if fails:
-        fig.add_trace(go.Bar(x=["not connected"], y=[fails], name="not connected", marker_color="#d62728",
+        fig.add_trace(go.Bar(x=["not connected"], y=[fails], name="not connected", marker_color=OUTSIDE_COLOR,
                              hovertemplate="not connected within the budget: %{y} pairs<extra></extra>"))
     fig.update_layout(title=dict(text="Anchors per path", font=dict(size=14)), xaxis=dict(title="anchors",
                                                                                           type="category"),
