@@ -59,7 +59,7 @@ with guarded("loading the model and image"):
     sidebar_ok = True
 st.sidebar.toggle("Presentation mode", key="presentation",
                   help="Bigger fonts, explanations hidden, figures first: for a projector.")
-page = st.navigation(pages)
+page = st.navigation(pages, position="top")
 if sidebar_ok:
     with guarded("this page"):  # last resort: a page never shows a traceback
         page.run()

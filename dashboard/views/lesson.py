@@ -110,7 +110,7 @@ def step_sees():
     label = int(probs.argmax())
     a, b = st.columns([1, 2])
     with a:
-        show(image_figure(x, f"The input ({img.source})", clf.pixel_range, height=300), key="lesson_image")
+        show(image_figure(x, "The input", clf.pixel_range, height=300), key="lesson_image")
     with b:
         st.metric("Predicted class", names[label], f"p = {float(probs[label]):.3f}", delta_color="off")
         show(probability_figure(probs, names, top=min(5, clf.num_classes), title="How sure the model is"),
