@@ -1103,3 +1103,188 @@ def path_plane(clf: Classifier, path: ConnectingPath, *, resolution: int = DEFAU
                                progress=progress)
     return PathPlane(section, ab.numpy(), offsets.numpy(), direction,
                      np.array([[-clen / 2, 0.0], [clen / 2, 0.0]]))
+
+
+# ------------------------------------------------------------------ pairs whose straight chord leaves the class
+CHORD_SCAN_STEPS = 32        # samples per chord in a scan (interior points, evenly spaced)
+CHORD_SCAN_POINTS = 8192     # model inputs per batched forward pass of a scan
+CHORD_ORDERS = ("random", "longest")
+
+
+@dataclass
+class ChordScan:
+    """Straight chords ``images[first[p]] -> images[second[p]]`` sampled at ``steps`` interior points
+    ``t = (i + 1/2) / steps``: the fraction of samples the model puts outside class ``labels[p]``
+    (``outside_fraction``), the first such position (``first_exit``, NaN when none) and the class met
+    most often outside (``exit_label``, -1 when none). A sampled scan: a thin slab of another class
+    between two samples goes unseen, so ``outside_fraction == 0`` means "no sample left the class"."""
+
+    first: np.ndarray
+    second: np.ndarray
+    labels: np.ndarray
+    outside_fraction: np.ndarray
+    first_exit: np.ndarray
+    exit_label: np.ndarray
+    steps: int
+    candidates: int
+    evaluations: int
+    seconds: float
+
+    def __len__(self) -> int:
+        return int(len(self.first))
+
+    def _take(self, idx) -> "ChordScan":
+        idx = np.asarray(idx, dtype=int)
+        return ChordScan(self.first[idx], self.second[idx], self.labels[idx], self.outside_fraction[idx],
+                         self.first_exit[idx], self.exit_label[idx], self.steps, self.candidates, self.evaluations,
+                         self.seconds)
+
+    def leaving(self, limit: int | None = None) -> "ChordScan":
+        """The pairs whose chord left the class, most outside first (ties: earlier exit first), at most ``limit``."""
+        idx = np.flatnonzero(self.outside_fraction > 0)
+        order = np.lexsort((self.first_exit[idx], -self.outside_fraction[idx]))
+        idx = idx[order]
+        return self._take(idx if limit is None else idx[:int(limit)])
+
+    def staying(self) -> "ChordScan":
+        """The pairs whose chord samples all stayed in the class, in scan order."""
+        return self._take(np.flatnonzero(self.outside_fraction == 0))
+
+    def to_dict(self) -> dict:
+        return {"pairs": [{"first": int(i), "second": int(j), "label": int(c), "outside_fraction": float(f),
+                           "first_exit": None if not math.isfinite(e) else float(e), "exit_label": int(x)}
+                          for i, j, c, f, e, x in zip(self.first, self.second, self.labels, self.outside_fraction,
+                                                      self.first_exit, self.exit_label)],
+                "steps": self.steps, "candidates": self.candidates, "evaluations": self.evaluations,
+                "seconds": round(self.seconds, 3)}
+
+
+def _check_steps(steps) -> int:
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise GeometryError(f"steps (samples per chord) must be a positive integer, got {steps!r}")
+    return int(steps)
+
+
+def chord_scan(clf: Classifier, images, labels, *, first=None, steps: int = CHORD_SCAN_STEPS,
+               max_candidates: int | None = None, order: str = "random", seed: int = 0,
+               progress: Callable[[float, str], None] | None = None) -> ChordScan:
+    """Sample the straight chord of every candidate pair of ``images`` (``(N, *shape)``) in batches.
+
+    Candidate pairs: ``(i, j)``, ``i < j``, with ``labels[i] == labels[j] >= 0`` and both images predicted as
+    that label (a negative label leaves an image out). ``first`` (an index or a list) keeps only the pairs
+    ``(f, j)`` that start at one of those images (``j`` any other image of the same label). With more than
+    ``max_candidates`` candidates, that many are kept: drawn at random (``order="random"``, ``seed``) or the
+    longest chords (``order="longest"``: long chords are the likeliest to leave). Returns every scanned pair
+    (:class:`ChordScan`; ``.leaving()`` keeps those whose chord left the class)."""
+    steps = _check_steps(steps)
+    t0 = time.perf_counter()
+    x = clf.as_batch(images).detach()
+    lab = np.asarray(torch.as_tensor(labels).reshape(-1).cpu().numpy(), dtype=int)
+    if len(lab) != x.shape[0]:
+        raise GeometryError(f"got {x.shape[0]} images but {len(lab)} labels")
+    pred = clf.predict(x).cpu().numpy()
+    ok = (lab >= 0) & (pred == lab)
+    n = x.shape[0]
+    if first is None:
+        ii, jj = np.triu_indices(n, 1)
+    else:
+        fs = np.atleast_1d(np.asarray(first, dtype=int))
+        if len(fs) and (fs.min() < 0 or fs.max() >= n):
+            raise GeometryError(f"first must index the {n} images, got {first!r}")
+        ii = np.repeat(fs, n)
+        jj = np.tile(np.arange(n), len(fs))
+        keep = ii != jj
+        ii, jj = ii[keep], jj[keep]
+    keep = ok[ii] & ok[jj] & (lab[ii] == lab[jj])
+    ii, jj = ii[keep], jj[keep]
+    if order not in CHORD_ORDERS:
+        raise GeometryError(f"order must be one of {', '.join(CHORD_ORDERS)}, got {order!r}")
+    if order == "longest" and len(ii):  # long chords are the likeliest to leave a class
+        flat = x.reshape(n, -1)
+        length = (flat[torch.as_tensor(ii, device=x.device)] - flat[torch.as_tensor(jj, device=x.device)]).norm(dim=1)
+        by = np.argsort(-length.cpu().numpy(), kind="stable")
+        ii, jj = ii[by], jj[by]
+    if max_candidates is not None:
+        if not isinstance(max_candidates, (int, np.integer)) or max_candidates < 1:
+            raise GeometryError(f"max_candidates must be a positive integer, got {max_candidates!r}")
+        if len(ii) > max_candidates:
+            pick = (np.arange(int(max_candidates)) if order == "longest" else
+                    np.sort(np.random.default_rng(seed).choice(len(ii), size=int(max_candidates), replace=False)))
+            ii, jj = ii[pick], jj[pick]
+    P = len(ii)
+    frac = np.zeros(P)
+    exit_t = np.full(P, np.nan)
+    exit_lab = np.full(P, -1, dtype=int)
+    t = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps
+    tt = t.reshape(1, steps, *([1] * (x.dim() - 1)))
+    per = max(1, CHORD_SCAN_POINTS // steps)
+    tn = t.cpu().numpy()
+    for s in range(0, P, per):
+        a = x[torch.as_tensor(ii[s:s + per], device=x.device)]
+        b = x[torch.as_tensor(jj[s:s + per], device=x.device)]
+        pts = a[:, None] + tt * (b - a)[:, None]
+        p = clf.predict(pts.reshape(-1, *x.shape[1:])).reshape(len(a), steps).cpu().numpy()
+        out = p != lab[ii[s:s + per]][:, None]
+        frac[s:s + per] = out.mean(axis=1)
+        for r in np.flatnonzero(out.any(axis=1)):
+            exit_t[s + r] = float(tn[np.argmax(out[r])])
+            exit_lab[s + r] = int(np.bincount(p[r][out[r]]).argmax())
+        if progress is not None:
+            progress(min(1.0, (s + per) / max(P, 1)), f"{min(P, s + per)} of {P} chords")
+    return ChordScan(ii, jj, lab[ii] if P else np.zeros(0, dtype=int), frac, exit_t, exit_lab, steps, P,
+                     int(n + P * steps), time.perf_counter() - t0)
+
+
+def chord_leaving_pairs(clf: Classifier, images, labels, *, steps: int = CHORD_SCAN_STEPS, limit: int | None = None,
+                        first=None, max_candidates: int | None = None, order: str = "random", seed: int = 0,
+                        progress: Callable[[float, str], None] | None = None) -> ChordScan:
+    """The pairs of images of one class whose straight chord leaves the class (found by :func:`chord_scan`),
+    sorted by the fraction of the chord outside, at most ``limit``: the interesting cases for a connecting path."""
+    return chord_scan(clf, images, labels, first=first, steps=steps, max_candidates=max_candidates, order=order,
+                      seed=seed, progress=progress).leaving(limit)
+
+
+def gallery_chord_scan(clf: Classifier, x, label: int, *, steps: int = CHORD_SCAN_STEPS,
+                       dataset: str | None = None) -> ChordScan:
+    """Chords from image ``x`` to every held-out gallery image of class ``label``: ``second`` is the
+    gallery index within the class (``first`` is -1, standing for ``x``). ``x`` must be predicted as ``label``."""
+    from .images import gallery_batch
+
+    x1 = clf.as_batch(x)[:1].detach()
+    xs, ys = gallery_batch(clf, dataset=dataset)
+    mine = torch.as_tensor(ys).reshape(-1) == int(label)
+    if not bool(mine.any()):
+        raise GeometryError(f"the gallery has no images of class {clf.class_names[int(label)]}")
+    others = clf.as_batch(xs[mine]).to(x1.device, x1.dtype)
+    images = torch.cat([x1, others])
+    labs = torch.full((images.shape[0],), int(label), dtype=torch.long)
+    if int(clf.predict(x1)[0]) != int(label):
+        raise GeometryError(f"the image is not predicted as {clf.class_names[int(label)]}; its chords cannot stay "
+                            "in that class")
+    scan = chord_scan(clf, images, labs, first=0, steps=steps)
+    # the same pixels as x (the sidebar image itself, when it is a gallery image) are no pair
+    same = (others.reshape(len(others), -1) - x1.reshape(1, -1)).abs().amax(dim=1).cpu().numpy() == 0
+    keep = ~same[scan.second - 1]
+    scan = scan._take(np.flatnonzero(keep))
+    scan.first = np.full(len(scan), -1, dtype=int)
+    scan.second = scan.second - 1
+    return scan
+
+
+def gallery_class_leaving_pairs(clf: Classifier, label: int, *, steps: int = 16, limit: int | None = 10,
+                                max_candidates: int | None = 300, order: str = "longest", seed: int = 0,
+                                dataset: str | None = None,
+                                progress: Callable[[float, str], None] | None = None) -> ChordScan:
+    """:func:`chord_leaving_pairs` among the held-out gallery images of class ``label`` (``first`` and
+    ``second`` are gallery indices within the class), at most ``max_candidates`` pairs scanned (by default
+    the longest chords, 16 samples each: a quick scan that can miss pairs)."""
+    from .images import gallery_batch
+
+    xs, ys = gallery_batch(clf, dataset=dataset)
+    mine = torch.as_tensor(ys).reshape(-1) == int(label)
+    if not bool(mine.any()):
+        raise GeometryError(f"the gallery has no images of class {clf.class_names[int(label)]}")
+    images = clf.as_batch(xs[mine])
+    labs = torch.full((images.shape[0],), int(label), dtype=torch.long)
+    return chord_leaving_pairs(clf, images, labs, steps=steps, limit=limit, max_candidates=max_candidates,
+                               order=order, seed=seed, progress=progress)
