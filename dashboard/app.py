@@ -41,6 +41,7 @@ PAGES = [  # (file in dashboard/views, title, icon)
     ("sections.py", "Cross-sections", ":material/grid_on:"),
     ("paths.py", "Paths", ":material/timeline:"),
     ("vulnerability.py", "Vulnerability", ":material/shield:"),
+    ("compare.py", "Compare models", ":material/compare:"),
 ]
 
 # a local icon: a Material icon name would make every browser fetch Google's font server
