@@ -15,6 +15,13 @@ Planes (:func:`make_plane`, spec strings shared by the CLI and the app):
   (:func:`geometry.curvature.principal_curvatures`; sign as in docs/science.md);
 - ``random,random``; ``adversarial,random`` (``adversarial`` = DeepFool,
   ``adversarial:fgsm``, ``adversarial:pgd``); any two of these tokens;
+- ``adversarial,random:valid`` (:data:`VALID_PLANE`) -- "valid images" view: through x0,
+  towards DeepFool's boundary point (inside the pixel range) and along a random
+  direction clipped to the pixel range (``random:valid``: ``clip(x0 + s g) - x0`` for a
+  Gaussian g, ``s`` = :data:`EXTENT_FACTOR` x the DeepFool distance). The pixel range
+  is convex, so the triangle x0, boundary point, x0 + that direction holds valid
+  images only. On MNIST, where most pixels sit exactly at 0, every other plane
+  leaves the range at once (any step lowers some black pixel below 0);
 - ``image:REF`` (towards another image, plus a random direction),
   ``images:REF1,REF2`` (the plane through three images), ``npy:U.npy,V.npy``.
 
@@ -71,6 +78,7 @@ from .errors import GeometryError
 from .serialization import jsonable
 
 DEFAULT_PLANE = "normal,random"
+VALID_PLANE = "adversarial,random:valid"
 CURVED_PLANE = "normal,curv+"
 DEFAULT_RESOLUTION = 129
 DEFAULT_COARSE_STEP = 8
@@ -92,7 +100,7 @@ PIXEL_ATOL = 1e-6
 NORMAL_ORIENTATION = "-grad(f_k - f_j)/|grad| at the boundary point z: from the image's class k towards class j"
 ATTACKS = ("deepfool", "fgsm", "pgd")
 DIRECTION_TOKENS = ("normal", "random", "curv+", "curv-", "adversarial")
-PLANE_EXAMPLES = ("normal,random", "normal,curv+", "normal,curv-", "random,random", "adversarial,random",
+PLANE_EXAMPLES = ("normal,random", "adversarial,random:valid", "normal,curv+", "normal,curv-", "random,random", "adversarial,random",
                   "adversarial:fgsm,random", "adversarial:pgd,random", "image:gallery:3:1",
                   "images:gallery:0:1,gallery:0:2", "npy:U.npy,V.npy")
 # Lanczos settings for the curved directions: only the extreme pair at each end is drawn, so a loose
@@ -297,7 +305,10 @@ def _split_top(spec: str) -> tuple[str, list[str]]:
             raise GeometryError(f"unknown attack {qual!r} in {t!r}; use one of {', '.join(ATTACKS)}")
         if base.startswith("curv") and qual and qual not in ("exact", "fd"):
             raise GeometryError(f"unknown curvature estimator {qual!r} in {t!r}; use exact or fd")
-        if base in ("normal", "random", "curv+", "curv-") and qual and not base.startswith("curv"):
+        if base == "random" and qual and qual != "valid":
+            raise GeometryError(f"unknown random direction {t!r}; use random or random:valid (clipped to the "
+                                "pixel range)")
+        if base == "normal" and qual:
             raise GeometryError(f"direction {base!r} takes no qualifier, got {t!r}")
     return "pair", toks
 
@@ -404,11 +415,23 @@ class _Context:
                 self.info.setdefault("warnings", []).append(str(c.warning))
         return self._curv
 
-    def random(self) -> torch.Tensor:
+    def random(self, qual: str = "") -> torch.Tensor:
         s = self.seed + self.random_count
         self.random_count += 1
         self.info.setdefault("random_seeds", []).append(s)
-        return random_direction(self.clf.input_shape, s)
+        g = random_direction(self.clf.input_shape, s)
+        if qual == "valid":
+            # a step from x0 that stays inside the (convex) pixel range: clip(x0 + scale g) - x0
+            lo, hi = self.clf.pixel_range
+            scale = EXTENT_FACTOR * max(float(self.boundary.norms()[0]), 1e-3 * self.clf.pixel_span)
+            x0 = self.x0.cpu().to(torch.float64).reshape(g.shape)
+            g = (x0 + scale * g).clamp(lo, hi) - x0
+            if not float(g.norm()) > 1e-12:
+                raise GeometryError("no pixel of this image can move inside the pixel range; choose another plane")
+            self.info["random_valid_scale"] = scale
+        elif qual:
+            raise GeometryError(f"unknown random direction 'random:{qual}' (use 'random' or 'random:valid')")
+        return g
 
     def adversarial(self, attack: str) -> torch.Tensor:
         from .attacks import fgsm, pgd
@@ -463,7 +486,7 @@ def _direction(ctx: _Context, token: str) -> tuple[torch.Tensor, str]:
         names = ctx.clf.class_names
         return n, f"normal at z ({names[k]} -> {names[j]})"
     if base == "random":
-        return ctx.random(), "random direction"
+        return ctx.random(qual), "random direction" if not qual else "random direction inside the pixel range"
     if base in ("curv+", "curv-"):
         c = ctx.curvature(qual)
         col = 0 if base == "curv+" else c.directions.shape[1] - 1

@@ -36,7 +36,8 @@ def _charts(at):
 def test_default_flat_and_curved_views(app):
     assert_page_ok(app)
     heads = [h.value for h in app.subheader]
-    assert "Flat: normal + random tangent" in heads and "Curved: normal + top positive curvature" in heads
+    assert "Valid images: towards the boundary + random in-range direction" in heads
+    assert "Curved: normal + top positive curvature" in heads
     caps = " ".join(c.value for c in app.caption)
     assert "model evaluations (adaptive" in caps and "Curvature directions: **exact** estimator" in caps
     assert len(_charts(app)) >= 4  # two sections, the inspected image and its probabilities
@@ -44,7 +45,7 @@ def test_default_flat_and_curved_views(app):
 
 
 @pytest.mark.parametrize("label", [
-    "Curved: normal + top negative curvature", "Two random directions", "Adversarial (DeepFool) + random",
+    "Flat: normal + random tangent", "Curved: normal + top negative curvature", "Two random directions", "Adversarial (DeepFool) + random",
     "Adversarial (FGSM) + random", "Adversarial (PGD) + random", "Towards another image + random",
     "Through two more images"])
 def test_every_plane_type_renders(app, label):

@@ -395,3 +395,40 @@ def test_cli_section_bad_input_is_one_clear_line():
     code, out, err = _cli(["section", "--model", "mnist_lenet_gelu", "--plane", "npy:/nope/u.npy,/nope/v.npy",
                            "--resolution", "9"])
     assert code == 2 and "does not exist" in err
+
+
+def test_valid_plane_holds_a_triangle_of_valid_images(gelu_model):
+    """adversarial,random:valid: x0, DeepFool's point and x0 + the clipped random step are all inside the pixel
+    range, so (by convexity) is the triangle between them, and the grid shows valid points of two classes."""
+    from geometry.images import gallery_image
+    from geometry.sections import VALID_PLANE, make_plane, random_direction, section_on_plane
+
+    clf = gelu_model
+    x = gallery_image(clf, 3, 0).tensor
+    plane = make_plane(clf, x, VALID_PLANE)
+    lo, hi = clf.pixel_range
+    assert plane.info["anchor"] == "image"
+    adv = [p for p in plane.points if p.kind == "adversarial"][0]
+    x0 = x.to(torch.float64)
+    g = random_direction(clf.input_shape, 0)
+    third = (x0 + plane.info["random_valid_scale"] * g).clamp(lo, hi)
+    ta, tb, off = plane.coords(third)
+    assert off < 1e-6  # the clipped step lies in the plane
+    for s1 in np.linspace(0, 1, 6):
+        for s2 in np.linspace(0, 1 - s1, 6):
+            img = plane.point(s1 * adv.a + s2 * ta, s1 * adv.b + s2 * tb)
+            assert float(img.min()) >= lo - 1e-6 and float(img.max()) <= hi + 1e-6
+    sec = section_on_plane(clf, plane, resolution=65)
+    valid = ~sec.outside
+    assert 0.01 < valid.mean() < 0.5
+    assert len(np.unique(sec.labels[valid])) == 2  # the image's class and the one across the boundary
+
+
+def test_random_qualifiers_are_checked(gelu_model):
+    from geometry.sections import parse_plane
+
+    assert parse_plane("adversarial,random:valid") == ("pair", ["adversarial", "random:valid"])
+    with pytest.raises(GeometryError, match="random:valid"):
+        parse_plane("normal,random:clipped")
+    with pytest.raises(GeometryError, match="takes no qualifier"):
+        parse_plane("normal:x,random")

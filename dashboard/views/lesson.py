@@ -28,7 +28,7 @@ from geometry.errors import GeometryError
 from geometry.images import gallery_counts, gallery_dataset, gallery_image
 from geometry.operators import default_step
 from geometry.paths import DEFAULT_MAX_ANCHORS, PROJECTION_OVERSHOOT, adversarial_endpoint, connecting_paths
-from geometry.sections import CURVED_PLANE, DEFAULT_PLANE, DEFAULT_RESOLUTION, make_plane, section_on_plane
+from geometry.sections import CURVED_PLANE, DEFAULT_RESOLUTION, VALID_PLANE, make_plane, section_on_plane
 from geometry.subspace import DEFAULT_IMAGES, DEFAULT_M, model_subspace
 from geometry.tasks import held_out_detector_evaluation, held_out_vulnerability, predict, probabilities
 
@@ -145,7 +145,7 @@ def _section_step(spec: str, key: str):
 
 
 def step_flat():
-    _section_step(DEFAULT_PLANE, "lesson_flat")
+    _section_step(VALID_PLANE, "lesson_flat")
 
 
 def step_curved():
@@ -241,13 +241,15 @@ STEPS = [  # (title, what to look at, what to notice, render)
      "The change is faint, yet it is all it takes to reach another class: real images sit close to a boundary.",
      step_boundary),
     ("A flat slice through the boundary",
-     "A [[cross_section|cross-section]] along the [[normal|normal direction]] (across the boundary) and a random "
-     "[[tangent|tangent direction]] (along it). Colours are the model's answers; the cross marks the image.",
-     "Along almost every direction the boundary is a straight line here: nearly flat.",
+     "A [[cross_section|cross-section]]: images along the change DeepFool found (towards the boundary) and along a "
+     "random change, coloured by the model's answer; the star is the image. Only the unhatched corner holds valid "
+     "images (every pixel inside the [[pixel_range|pixel range]]); the model still answers everywhere else.",
+     "Along a random direction the boundary is a straight line: nearly flat.",
      step_flat),
     ("A curved slice",
-     "The same normal direction, now with the direction in which the boundary bends most "
-     "([[principal_curvature|principal curvature]]).",
+     "Now across the boundary along the [[normal|normal direction]] and along the direction in which the boundary "
+     "bends most ([[principal_curvature|principal curvature]]). These directions leave the pixel range at once "
+     "(hatched): it is the model's geometry, not a set of real images.",
      "In a few special directions the boundary clearly bends.",
      step_curved),
     ("Flat in almost every direction, curved in a few",

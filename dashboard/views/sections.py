@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard.figures.common import image_figure, probability_figure
-from dashboard.figures.sections import section_figure, selected_point
+from dashboard.figures.sections import margin_surface_figure, section_figure, selected_point
 from dashboard.jobs import compute
 from dashboard.state import current_image, current_model
 from dashboard import links
@@ -19,10 +19,12 @@ from dashboard.glossary import formulas, plain
 from dashboard.ui import export_buttons, guarded, presentation, show
 from geometry.errors import GeometryError
 from geometry.images import gallery_counts, gallery_dataset
-from geometry.sections import (CURVED_PLANE, DEFAULT_PLANE, DEFAULT_RESOLUTION, EXTENT_FACTOR, default_estimator,
-                               direction_from_array, inspect_point, make_plane, section_on_plane)
+from geometry.sections import (CURVED_PLANE, DEFAULT_PLANE, DEFAULT_RESOLUTION, EXTENT_FACTOR, VALID_PLANE,
+                               DEFAULT_SURFACE_RESOLUTION, default_estimator, direction_from_array, inspect_point,
+                               make_plane, margin_surface, section_on_plane)
 
 PLANES = {  # label -> spec template
+    "Valid images: towards the boundary + random in-range direction": VALID_PLANE,
     "Flat: normal + random tangent": DEFAULT_PLANE,
     "Curved: normal + top positive curvature": CURVED_PLANE,
     "Curved: normal + top negative curvature": "normal,curv-",
@@ -38,7 +40,6 @@ LABELS = list(PLANES)
 RESOLUTIONS = [33, 65, 97, 129, 161, 201, 257]
 ESTIMATORS = {"auto": None, "exact (autograd)": "exact", "fd (finite differences)": "fd"}
 SIDES = ("left", "right")
-SURFACE_RESOLUTION = 65  # points per axis of the 3-D margin surface (a dense grid: every point evaluated)
 
 
 # ------------------------------------------------------------------ computations (in the workers, cached)
@@ -59,7 +60,7 @@ def _inspect(a: float, b: float, plane):
 # ------------------------------------------------------------------ controls
 def _init_state(clf):
     links.shared("sec_plane_left", LABELS[0], options=LABELS)
-    links.shared("sec_plane_right", LABELS[1], options=LABELS)
+    links.shared("sec_plane_right", LABELS[2], options=LABELS)
     links.shared("sec_auto_extent", True)
     links.shared("sec_extent", 3.0, check=lambda v: 1e-3 <= v <= 1e6)
     links.shared("sec_resolution", DEFAULT_RESOLUTION, options=RESOLUTIONS)
@@ -153,8 +154,8 @@ counts = _init_state(clf)
 
 st.header("Cross-sections of the decision boundary")
 plain("Each picture is a flat slice through image space around the image, coloured by the model's answer: on "
-      "the left along the [[normal|direction across the boundary]] and a random one, on the right along the "
-      "direction where the boundary [[curvature|bends]] most.")
+      "the left towards the nearest [[boundary|boundary]] and along a random change that keeps the image valid "
+      "(unhatched), on the right across the boundary and along the direction where it [[curvature|bends]] most.")
 formulas("A cross-section is the plane $x_0 + a\\,u + b\\,v$ through the image (or its boundary point z), coloured "
          "by the class the model predicts at every point. The *flat* view spans the boundary normal "
          "$\\nabla F/|\\nabla F|$ (F = f_k − f_j) and a random tangent direction; the *curved* view replaces the "
@@ -267,16 +268,14 @@ def _render(side: str, label: str, spec: str, plane, section) -> None:
 
 
 def _surface(side: str, plane, section) -> None:
-    from dashboard.figures.sections import margin_surface_figure
-    from geometry.sections import margin_surface
-
     label = plane.info.get("label")
     if label is None:
         label = int(section.labels[section.labels.shape[0] // 2, section.labels.shape[1] // 2])
-    res = min(int(section.resolution), SURFACE_RESOLUTION)
+    res = min(int(section.resolution), DEFAULT_SURFACE_RESOLUTION)
     a, b, margin = compute(margin_surface, plane, int(label), float(section.extent), res,
                            what=f"the {res}x{res} margin surface")
-    show(margin_surface_figure(a, b, margin, clf.class_names[int(label)]), key=f"sec_surface_{side}")
+    show(margin_surface_figure(a, b, margin, clf.class_names[int(label)], plane.axis_names, section.points,
+                               height=460), key=f"sec_surface_{side}")
 
 
 t1, t2 = st.columns([1, 3], vertical_alignment="center")
