@@ -1,5 +1,6 @@
-"""AppTest drives the Paths page: a verified path between two gallery images of the sidebar's class with
-the walk, margin and plane views; the adversarial option (chord leaves the region, anchors); a budget
+"""AppTest drives the Paths page: by default a pair whose straight chord leaves the class (the same pair and
+path as the library finds directly); an easy pair whose chord stays inside; a verified path between two
+gallery images of the sidebar's class with the walk, margin and plane views; the adversarial option (chord leaves the region, anchors); a budget
 too small reports "No verified path found"; the many-pairs statistics; no page ever shows a traceback."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from conftest import ROOT, zoo, assert_page_ok
 from streamlit.testing.v1 import AppTest
 
 from geometry.images import gallery_image
-from geometry.paths import connecting_path
+from geometry.paths import connecting_path, gallery_chord_scan
 
 APP = str(ROOT / "dashboard" / "app.py")
 PAGE = "views/paths.py"
@@ -37,7 +38,42 @@ def _delta(at, label):
     return [m.delta for m in at.metric if m.label == label][0]
 
 
+LEAVES = "A pair whose straight line leaves the class (the interesting case)"
+EASY = "An easy pair (the straight line stays inside)"
+
+
+def test_default_pair_leaves_the_class(app):
+    assert_page_ok(app)
+    assert app.radio(key="paths_mode").value == LEAVES
+    clf = zoo("mnist_lenet_gelu")
+    x1 = gallery_image(clf, 7, 4).tensor
+    scan = gallery_chord_scan(clf, x1, 7).leaving()
+    assert len(scan) >= 1
+    partner = int(scan.second[0])
+    direct = connecting_path(clf, x1, gallery_image(clf, 7, partner).tensor)
+    assert direct.statistics["chord_outside_fraction"] > 0
+    assert _metric(app, "Connected") == "yes" and _delta(app, "Connected") == "proven"
+    assert _metric(app, "Anchors") == str(direct.n_anchors) and direct.n_anchors >= 1
+    assert _metric(app, "Model evaluations") == f"{direct.evaluations:,}"
+    assert float(_metric(app, "Chord outside region").rstrip("%")) > 0
+    assert app.selectbox(key="paths_leave_pick").value == 0
+    assert any("leaves class 7" in m.value and "stays inside" in m.value for m in app.markdown)
+    keys = {c.key for c in app.get("plotly_chart")}
+    assert {"paths_margin_fig", "paths_plane_fig", "paths_anchor_fig"} <= keys
+
+
+def test_easy_pair_stays_inside(app):
+    app.radio(key="paths_mode").set_value(EASY)
+    app.run()
+    assert_page_ok(app)
+    assert _metric(app, "Connected") == "yes"
+    assert _metric(app, "Chord outside region") == "0.0%"
+    assert _metric(app, "Anchors") == "0"
+
+
 def test_same_class_path_walk_and_plane(app):
+    app.radio(key="paths_mode").set_value("Another gallery image of the same class")
+    app.run()
     assert_page_ok(app)
     assert "Connecting paths inside a classification region" in [h.value for h in app.header]
     assert _metric(app, "Connected") == "yes" and _delta(app, "Connected") == "proven"
@@ -48,7 +84,9 @@ def test_same_class_path_walk_and_plane(app):
     assert _metric(app, "Anchors") == str(direct.n_anchors)
     assert _metric(app, "Model evaluations") == f"{direct.evaluations:,}"
     heads = [h.value for h in app.subheader]
-    assert "Images along the path" in heads and "The path in the plane of the chord and its largest deviation" in heads
+    assert "Images along the path" in heads
+    # the margin and the plane of the chord side by side, first on the page
+    assert {"paths_margin_fig", "paths_plane_fig"} <= {c.key for c in app.get("plotly_chart")}
     assert len(app.get("plotly_chart")) >= 5  # anchors, walk image, walk probabilities, margin, plane
     app.slider(key="paths_walk").set_value(40)
     app.run()

@@ -10,16 +10,19 @@ import time
 import numpy as np
 import streamlit as st
 
+from dashboard import links
 from dashboard.figures.common import image_figure, probability_figure
 from dashboard.figures.paths import (anchor_images_figure, anchors_histogram, margin_figure, outside_histogram,
                                      plane_figure, verdict_message)
+from dashboard.glossary import formulas, plain
 from dashboard.jobs import compute
 from dashboard.state import current_image, current_model
-from dashboard.ui import export_buttons, guarded
+from dashboard.ui import export_buttons, guarded, presentation, show
 from geometry.errors import GeometryError
 from geometry.images import gallery_counts, gallery_dataset, gallery_image
 from geometry.paths import (DEFAULT_MAX_ANCHORS, DEFAULT_PLANE_RESOLUTION, PROJECTION_OVERSHOOT,
-                            adversarial_endpoint, connecting_paths, gallery_pairs, path_plane)
+                            adversarial_endpoint, connecting_paths, gallery_chord_scan, gallery_class_leaving_pairs,
+                            gallery_pairs, path_plane)
 from geometry.tasks import path_walk, predict, verification_mode
 
 WALK_STEPS = 41
@@ -29,8 +32,12 @@ VERIFICATIONS = {
     "proven (weight-derived Lipschitz bound)": "bound",
     "sampled (local slope estimate, faster)": "local",
 }
+LEAVES = "A pair whose straight line leaves the class (the interesting case)"
+EASY = "An easy pair (the straight line stays inside)"
 SAME, ADV = "Another gallery image of the same class", "An image of another class pushed into this class"
+LEAVING_SHOWN = 5  # pairs offered in the "leaves the class" choice
 PAIR_GROUP = 5  # pairs per cached batch in the many-pairs statistics (progress between batches)
+PLOT_HEIGHT = 400  # the margin and plane figures side by side fit a 1280x720 window under the header
 
 
 # ------------------------------------------------------------------ computations (in the workers, cached)
@@ -56,6 +63,14 @@ def _pairs(n: int, kind: str, seed: int, overshoot: float):
     return compute(gallery_pairs, n, kind=kind, seed=seed, overshoot=overshoot, what=f"{n} {kind} pairs")
 
 
+def _partners(label: int, x):
+    return compute(gallery_chord_scan, x, label, what="the straight lines to the other gallery images of the class")
+
+
+def _class_pairs(label: int):
+    return compute(gallery_class_leaving_pairs, label, what="pairs of the class whose straight line leaves it")
+
+
 def _pair_group(g0: int, max_anchors: int, verification: str, overshoot: float, ps):
     sl = slice(g0, min(g0 + PAIR_GROUP, len(ps.labels)))
     return compute(connecting_paths, ps.x1[sl], ps.x2[sl], label=ps.labels[sl], max_anchors=max_anchors,
@@ -63,27 +78,78 @@ def _pair_group(g0: int, max_anchors: int, verification: str, overshoot: float, 
 
 
 # ------------------------------------------------------------------ controls
-def _init_state():
-    defaults = {"paths_mode": SAME, "paths_max_anchors": DEFAULT_MAX_ANCHORS, "paths_verification": "auto",
-                "paths_overshoot": PROJECTION_OVERSHOOT, "paths_resolution": DEFAULT_PLANE_RESOLUTION,
-                "paths_walk": 0, "paths_npairs": 10, "paths_kind": "natural", "paths_seed": 0}
-    for k, v in defaults.items():
-        if k not in st.session_state:
-            st.session_state[k] = v
+def _init_state(label: int, modes: list[str]):
+    links.shared("paths_mode", modes[0], options=modes)
+    links.shared("paths_leave_pick", 0, options=list(range(LEAVING_SHOWN)))
+    if "_paths_url_seen" not in st.session_state:  # the session's first visit: a shared link's second image
+        st.session_state._paths_url_seen = True
+        if "paths_index2" in st.query_params:
+            st.session_state._paths_index2_class = label
+    links.shared("paths_index2", 0)
+    links.shared("paths_max_anchors", DEFAULT_MAX_ANCHORS)
+    links.shared("paths_verification", "auto", options=list(VERIFICATIONS))
+    links.shared("paths_overshoot", PROJECTION_OVERSHOOT)
+    links.shared("paths_resolution", DEFAULT_PLANE_RESOLUTION, options=PLANE_RESOLUTIONS)
+    links.shared("paths_src_class", -1)
+    links.shared("paths_src_index", 0)
+    links.shared("paths_npairs", 10)
+    links.shared("paths_kind", "natural", options=["natural", "adversarial"])
+    links.shared("paths_seed", 0)
+    if "paths_walk" not in st.session_state:
+        st.session_state.paths_walk = 0
 
 
-def _second_end(clf, img, label: int, counts: dict):
-    """(tensor, description) of the second end, or raises GeometryError with what to do."""
+def _pair_ends(clf, img, label: int, counts: dict, scan, class_pairs):
+    """(x1, x2, description of x1, description of x2, what to look at) for the chosen second end, or raises
+    GeometryError with what to do."""
     names = clf.class_names
-    if st.session_state.paths_mode == SAME:
+    mode = st.session_state.paths_mode
+    first = f"{img.source} (sidebar)"
+    if mode == LEAVES:
+        own, pairs = scan.leaving(), class_pairs
+        if len(own):
+            opts = list(range(min(LEAVING_SHOWN, len(own))))
+            fmt = lambda r: (f"{names[label]}#{int(own.second[r])}: {100 * own.outside_fraction[r]:.0f}% of the "  # noqa: E731
+                             f"straight line outside (through class {names[int(own.exit_label[r])]})")
+            x1, ref = img.tensor, own
+        else:
+            opts = list(range(min(LEAVING_SHOWN, len(pairs))))
+            fmt = lambda r: (f"{names[label]}#{int(pairs.first[r])} → {names[label]}#{int(pairs.second[r])}: "  # noqa: E731
+                             f"{100 * pairs.outside_fraction[r]:.0f}% outside (through class "
+                             f"{names[int(pairs.exit_label[r])]})")
+            ref = pairs
+        if int(st.session_state.paths_leave_pick) not in opts:
+            st.session_state.paths_leave_pick = 0
+        r = st.selectbox("Which pair", opts, key="paths_leave_pick", format_func=fmt)
+        second = gallery_image(clf, label, int(ref.second[r]))
+        if len(own):
+            x1 = img.tensor
+        else:
+            one = gallery_image(clf, label, int(ref.first[r]))
+            x1, first = one.tensor, (f"{one.source}, in place of the sidebar image: its straight lines to the other "
+                                     f"{names[label]}s of the gallery all stay in class {names[label]}")
+        look = (f"**What to look at:** the straight line between the two images leaves class {names[label]} (red, "
+                f"through class {names[int(ref.exit_label[r])]}); the path bends around that region and stays "
+                "inside.")
+        return x1, second.tensor, first, second.source, look
+    if mode == EASY:
+        stay = scan.staying()
+        if not len(stay):
+            raise GeometryError(f"every straight line from this image to another {names[label]} of the gallery "
+                                "leaves the class; choose the interesting case")
+        second = gallery_image(clf, label, int(stay.second[0]))
+        look = (f"**What to look at:** here the straight line itself stays in class {names[label]}: the path needs "
+                "no bend and is the straight line.")
+        return img.tensor, second.tensor, first, second.source, look
+    if mode == SAME:
         if label not in counts:
             raise GeometryError(f"the gallery has no images of class {names[label]}; choose the adversarial option")
         n = counts[label]
-        if "paths_index2" not in st.session_state or st.session_state.get("_paths_index2_class") != label:
+        if st.session_state.get("_paths_index2_class") != label:
             st.session_state._paths_index2_class = label
             same = img.label == label and st.session_state.get("gallery_class") == label
             st.session_state.paths_index2 = (int(st.session_state.get("gallery_index", 0)) + 1) % n if same else 0
-        st.session_state.paths_index2 = min(int(st.session_state.paths_index2), n - 1)
+        st.session_state.paths_index2 = min(max(int(st.session_state.paths_index2), 0), n - 1)
         idx = st.number_input(f"Second image: index in the gallery of class {names[label]} (0-{n - 1})", 0, n - 1,
                               key="paths_index2", step=1)
         other = gallery_image(clf, label, int(idx))
@@ -91,7 +157,7 @@ def _second_end(clf, img, label: int, counts: dict):
         if pred != label:
             raise GeometryError(f"gallery image {names[label]}#{int(idx)} is predicted as {names[pred]}, not "
                                 f"{names[label]}; pick another index")
-        return other.tensor, other.source
+        return img.tensor, other.tensor, first, other.source, None
     classes = [c for c in sorted(counts) if c != label]
     if not classes:
         raise GeometryError("the gallery has no image of another class")
@@ -100,14 +166,15 @@ def _second_end(clf, img, label: int, counts: dict):
     c1, c2 = st.columns(2)
     src_class = c1.selectbox("Source image: class", classes, key="paths_src_class")
     n = counts[src_class]
-    if st.session_state.get("paths_src_index", 0) >= n:
+    if not 0 <= int(st.session_state.get("paths_src_index", 0)) < n:
         st.session_state.paths_src_index = 0
     idx = c2.number_input(f"Source image: index (0-{n - 1})", 0, n - 1, key="paths_src_index", step=1)
     src = gallery_image(clf, src_class, int(idx))
     overshoot = float(st.session_state.paths_overshoot)
     x2 = _adversarial(label, overshoot, src.tensor)
-    desc = f"{src.source}, pushed into class {names[label]} by targeted DeepFool"
-    return x2, desc
+    look = (f"**What to look at:** the far end is a {names[src_class]} changed just enough to be called "
+            f"{names[label]}; the path shows it is connected to the real {names[label]}.")
+    return img.tensor, x2, first, f"{src.source}, pushed into class {names[label]} by targeted DeepFool", look
 
 
 def _stop_text(path, names) -> str:
@@ -121,17 +188,28 @@ def _stop_text(path, names) -> str:
             "budget or try another pair.")
 
 
+def _settings():
+    with st.expander("Search settings", expanded=False):
+        s1, s2, s3, s4 = st.columns(4)
+        s1.slider("Anchor budget", 1, 64, key="paths_max_anchors",
+                  help="Most anchor points the search may add; when a path would need more, it says so.")
+        s2.selectbox("Segment check", list(VERIFICATIONS), key="paths_verification",
+                     help="proven: a Lipschitz bound of every logit difference computed from the weights, so no "
+                          "label change can hide between samples (slower near the boundary). sampled: the slope "
+                          "bound is estimated from the samples (safety factor 2): a result reported as sampled, not "
+                          "proven. auto: proven when the model allows it.")
+        s3.number_input("DeepFool overshoot", 0.0, 1.0, key="paths_overshoot", step=0.01, format="%.3f")
+        s4.select_slider("Plane resolution", PLANE_RESOLUTIONS, key="paths_resolution")
+
+
 # ------------------------------------------------------------------ page
 clf = current_model()
 img = current_image()
 names = clf.class_names
-_init_state()
 
 st.header("Connecting paths inside a classification region")
-st.caption("Are two images of one class connected by a path that never leaves the class? The search bisects the "
-           "straight chord, moves every midpoint that falls outside back into the region with a minimal targeted "
-           "DeepFool step, and checks every segment densely enough that no label change can hide between samples "
-           "(Fawzi et al., 2017, found such paths for every pair they tried, nearly straight).")
+plain("Can two images the model calls the same class be joined by a [[path]] that never leaves that "
+      "[[region|class]]? Even when the [[chord]] between them leaves it, the search finds a path that bends around.")
 
 counts = gallery_counts(gallery_dataset(clf))
 label = None
@@ -139,40 +217,63 @@ with guarded("classifying the image"):
     label = int(compute(predict, img.tensor, what="the prediction", quick=True)[0])
 if label is None:
     st.stop()
-st.markdown(f"**First image**: {img.source} (sidebar), predicted **{names[label]}**. The path stays in class "
-            f"**{names[label]}**.")
-st.radio("Second end", [SAME, ADV], key="paths_mode", horizontal=True)
-with st.expander("Search settings", expanded=False):
-    s1, s2, s3, s4 = st.columns(4)
-    s1.slider("Anchor budget", 1, 64, key="paths_max_anchors",
-              help="Most anchor points the search may add; when a path would need more, it says so.")
-    s2.selectbox("Segment check", list(VERIFICATIONS), key="paths_verification",
-                 format_func=lambda k: k, help="proven: a Lipschitz bound of every logit difference computed from the "
-                                               "weights, so no label change can hide between samples (slower near "
-                                               "the boundary). sampled: the slope bound is estimated from the "
-                                               "samples (safety factor 2): a result reported as sampled, not "
-                                               "proven. auto: proven when the model allows it.")
-    s3.number_input("DeepFool overshoot", 0.0, 1.0, key="paths_overshoot", step=0.01, format="%.3f")
-    s4.select_slider("Plane resolution", PLANE_RESOLUTIONS, key="paths_resolution")
+
+scan, class_pairs = None, None   # chords from the image to the other gallery images of its class; class pairs
+with guarded("looking for pairs whose straight line leaves the class"):
+    if label in counts:
+        scan = _partners(label, img.tensor)
+        if not len(scan.leaving()):
+            class_pairs = _class_pairs(label)
+modes = [SAME, ADV]
+if scan is not None:
+    leaves = len(scan.leaving()) or (class_pairs is not None and len(class_pairs))
+    modes = ([LEAVES] if leaves else []) + ([EASY] if len(scan.staying()) else []) + modes
+_init_state(label, modes)
+
+c_mode, c_pick = st.columns([3, 2])
+c_mode.radio("Second end", modes, key="paths_mode", horizontal=False,
+             help=f"The first end is the sidebar image, predicted {names[label]}; the path stays in class "
+                  f"{names[label]}.")
+if LEAVES not in modes and scan is not None:
+    c_pick.caption(f"No pair of class {names[label]} whose straight line leaves it was found in the quick scan "
+                   f"({scan.candidates} lines from this image, {class_pairs.candidates if class_pairs else 0} of the "
+                   "longest between gallery images); choose another image or class for the interesting case.")
 
 max_anchors = int(st.session_state.paths_max_anchors)
 verification = VERIFICATIONS[st.session_state.paths_verification]
 overshoot = float(st.session_state.paths_overshoot)
 resolution = int(st.session_state.paths_resolution)
 
-path = None
+path, look = None, None
 with guarded("finding the path"):
-    x2, desc2 = _second_end(clf, img, label, counts)
-    st.caption(f"Second end: {desc2}.")
+    with c_pick:
+        x1, x2, desc1, desc2, look = _pair_ends(clf, img, label, counts, scan, class_pairs)
+        st.caption(f"First end: {desc1}. Second end: {desc2}.")
     mode_used = compute(verification_mode, verification, what="the verification mode", quick=True)
-    with st.status("Searching for a path…", expanded=True) as status:
+    with st.status("Searching for a path…", expanded=False) as status:
         t0 = time.perf_counter()
-        path = _path(max_anchors, verification, overshoot, img.tensor.to(clf.dtype), x2.to(clf.dtype).cpu())
+        path = _path(max_anchors, verification, overshoot, x1.to(clf.dtype), x2.to(clf.dtype).cpu())
         status.update(label=f"Path search done ({time.perf_counter() - t0:.1f} s, {path.evaluations:,} model "
-                            f"evaluations; {path.statistics.get('guarantee_text') or path.statistics['guarantee']})", state="complete",
-                      expanded=False)
+                            "evaluations; "
+                            f"{path.statistics.get('guarantee_text') or path.statistics['guarantee']})",
+                      state="complete", expanded=False)
 
 if path is not None:
+    if look:
+        st.markdown(look)
+    pos, pos_ab, plane, fig_plane = None, None, None, None
+    left, right = st.columns(2)
+    with left:
+        with guarded("drawing the margin"):
+            fig_margin = margin_figure(path, names, position=None, height=PLOT_HEIGHT)
+            show(fig_margin, key="paths_margin_fig")
+    with right:
+        with guarded("evaluating the plane"):
+            plane = _plane(resolution, path)
+            fig_plane = plane_figure(plane, path, None, title=f"class regions, path and chord ({clf.name})",
+                                     height=PLOT_HEIGHT)
+            show(fig_plane, key="paths_plane_fig")
+
     st_ = path.statistics
     m = st.columns(7)
     m[0].metric("Connected", "yes" if path.connected else "no",
@@ -190,57 +291,59 @@ if path is not None:
     else:  # "verified" / "certified" only where a proof backs them; sampled checks say so
         kind, text = verdict_message(path, names)
         {"success": st.success, "info": st.info, "warning": st.warning}[kind](text)
+    if not presentation():
+        st.caption("Left: the margin (the path's class score minus the best other) along the path and along the "
+                   f"straight chord ({path.parameters['chord_samples']} evenly spaced points; red where the chord "
+                   "has left the region). Every verification sample of the path is drawn (denser where the margin "
+                   "is small). Right: the class regions in the plane of the chord and the path's largest deviation.")
 
     st.subheader("Images along the path")
     with guarded("drawing the anchors"):
         fig_anchors = anchor_images_figure(path, clf.pixel_range)
-        st.plotly_chart(fig_anchors, key="paths_anchor_fig")
+        show(fig_anchors, key="paths_anchor_fig")
 
-    pos, pos_ab = None, None
-    if path.connected:
+    if path.connected and plane is not None:
         with guarded("walking along the path"):
             s, pts, probs = _walk(path)
             k = st.slider("Walk along the path (step)", 0, WALK_STEPS - 1, key="paths_walk",
                           help="Points evenly spaced in arc length from x1 (0) to x2.")
             pos = float(s[k])
             pred = int(np.argmax(probs[k]))
-            w1, w2 = st.columns([1, 2])
+            w1, w2, w3 = st.columns([1, 2, 2])
             with w1:
-                st.plotly_chart(image_figure(pts[k], f"step {k}: {100 * pos:.0f}% of the path", clf.pixel_range),
-                                key="paths_walk_image")
+                show(image_figure(pts[k], f"step {k}: {100 * pos:.0f}% of the path", clf.pixel_range),
+                     key="paths_walk_image")
             with w2:
-                st.plotly_chart(probability_figure(probs[k], names, top=min(5, len(names)),
-                                                   title=f"Class probabilities at step {k} (predicted "
-                                                         f"{names[pred]})"), key="paths_walk_probs")
-    with guarded("drawing the margin"):
-        fig_margin = margin_figure(path, names, position=pos)
-        st.plotly_chart(fig_margin, key="paths_margin_fig")
-        st.caption("Every verification sample of the path is drawn (the check is denser where the margin is small); "
-                   "the chord is sampled at "
-                   f"{path.parameters['chord_samples']} evenly spaced points. Red: the straight chord has left the "
-                   "region.")
+                show(probability_figure(probs[k], names, top=min(5, len(names)),
+                                        title=f"Class probabilities at step {k} (predicted {names[pred]})"),
+                     key="paths_walk_probs")
+            with w3:
+                with guarded("marking the walk on the plane"):
+                    pl_s = path.arc_positions()
+                    kk = min(int(np.searchsorted(pl_s, pos, side="right")) - 1, len(pl_s) - 2)
+                    w = (pos - pl_s[kk]) / max(pl_s[kk + 1] - pl_s[kk], 1e-300)
+                    pos_ab = plane.path_ab[kk] + w * (plane.path_ab[kk + 1] - plane.path_ab[kk])
+                    show(plane_figure(plane, path, pos_ab, title=f"step {k} on the plane", height=320),
+                         key="paths_walk_plane")
+    formulas("The search bisects the straight chord, moves every midpoint that falls outside back into the region "
+             "with a minimal targeted DeepFool step, and checks every segment densely enough that no label change "
+             "can hide between samples: between two samples a distance $D$ apart, $g_j = f_i - f_j$ cannot reach "
+             "zero when $g_j(s) + g_j(s') > L_j D$, with $L_j$ a Lipschitz bound of $g_j$ derived from the weights "
+             "(proven) or estimated from the samples (sampled, not proven). Fawzi et al. (CVPR 2018) found such "
+             "paths for every pair they tried, nearly straight. The pairs whose straight line leaves the class are "
+             "found by a quick scan: each candidate chord is sampled at a few dozen evenly spaced points.")
+    with guarded("exporting"):
         export_buttons(fig_margin, data=path.arrays(), params=path.to_dict(), name="path", key="paths_export_path")
-
-    st.subheader("The path in the plane of the chord and its largest deviation")
-    with guarded("evaluating the plane"):
-        with st.status("Evaluating the class regions in the plane…", expanded=True) as status:
-            plane = _plane(resolution, path)
-            status.update(label=f"Plane ready ({plane.section.evaluations:,} model evaluations)", state="complete",
-                          expanded=False)
-        if pos is not None:
-            pl_s = path.arc_positions()
-            kk = min(int(np.searchsorted(pl_s, pos, side="right")) - 1, len(pl_s) - 2)
-            w = (pos - pl_s[kk]) / max(pl_s[kk + 1] - pl_s[kk], 1e-300)
-            pos_ab = plane.path_ab[kk] + w * (plane.path_ab[kk + 1] - plane.path_ab[kk])
-        fig_plane = plane_figure(plane, path, pos_ab, title=f"class regions, path and chord ({clf.name})")
-        st.plotly_chart(fig_plane, key="paths_plane_fig")
+    if plane is not None:
         off = float(plane.offsets.max())
-        st.caption(f"u: the chord direction; v: {plane.direction}. Origin: the chord's midpoint. "
-                   + (f"Anchors off this plane are drawn at their projection (largest distance {off:.3g}); the "
-                      "background is the plane itself, so the drawn path may cross coloured regions the real "
-                      "path avoids." if off > 1e-6 else "Every path point lies in this plane."))
+        if not presentation():
+            st.caption(f"Plane: u the chord direction; v {plane.direction}. "
+                       + (f"Anchors off this plane are drawn at their projection (largest distance {off:.3g}); the "
+                          "background is the plane itself, so the drawn path may cross coloured regions the real "
+                          "path avoids." if off > 1e-6 else "Every path point lies in this plane."))
         export_buttons(fig_plane, data=plane.arrays(), params=plane.section.summary(), name="path_plane",
                        key="paths_export_plane")
+_settings()
 
 # ------------------------------------------------------------------ many pairs
 st.divider()
@@ -287,10 +390,10 @@ else:
         h1, h2 = st.columns(2)
         with h1:
             fig_h1 = anchors_histogram(stats)
-            st.plotly_chart(fig_h1, key="paths_hist_anchors")
+            show(fig_h1, key="paths_hist_anchors")
         with h2:
             fig_h2 = outside_histogram(stats)
-            st.plotly_chart(fig_h2, key="paths_hist_outside")
+            show(fig_h2, key="paths_hist_outside")
         st.dataframe(stats.table(), hide_index=True, width="stretch")
         export_buttons(fig_h1, data=stats.arrays(), params={k: v for k, v in summ.items()} | {"parameters":
                                                                                               stats.parameters},
