@@ -28,6 +28,7 @@ DEFAULT_PAGE = "lesson.py"
 COMPACT_CSS = """<style>
 [data-testid="stMainBlockContainer"] { padding-top: 2.5rem; padding-bottom: 2rem; }
 [data-testid="stMainBlockContainer"] h2 { padding-top: 0.2rem; padding-bottom: 0.4rem; }
+[data-testid="stColumn"] h3 { font-size: 1.15rem; padding-top: 0.3rem; padding-bottom: 0.2rem; }
 </style>"""
 PRESENTATION_CSS = """<style>
 html, body, [data-testid="stAppViewContainer"] { font-size: 20px; }

@@ -127,7 +127,7 @@ def _stripes(outside: np.ndarray) -> np.ndarray:
 
 
 def section_figure(section, title: str = "", height: int = 600, click_points: bool = True,
-                   region_names: bool = True) -> go.Figure:
+                   region_names: bool = True, legend: str = "right") -> go.Figure:
     """Heatmap of predicted classes on the plane with the class name printed inside each region large enough to
     hold it, the decision boundary (black on a white halo), the valid images (inside the pixel range) outlined
     and everything outside the range hatched, and the marked points.
@@ -227,9 +227,11 @@ def section_figure(section, title: str = "", height: int = 600, click_points: bo
                      constrain="domain")
     fig.update_yaxes(title=f"b: {section.plane.axis_names[1]}", range=[-ext, ext], zeroline=False,
                      scaleanchor="x", scaleratio=1, constrain="domain")
+    # legend="right" beside the square (a full-width figure); "below" under it (two figures side by side)
+    place = (dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02) if legend == "right" else
+             dict(orientation="h", yanchor="top", y=-0.12, xanchor="left", x=0))
     fig.update_layout(title=dict(text=title), height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-                      legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02),
-                      clickmode="event+select", dragmode="pan", hovermode="closest")
+                      legend=place, clickmode="event+select", dragmode="pan", hovermode="closest")
     # a click selects one lattice marker; keep every other trace at full strength (no selection dimming)
     fig.update_traces(unselected=dict(marker=dict(opacity=1.0)), selector=dict(type="scatter"))
     return fig

@@ -237,7 +237,7 @@ def _inspect_panel(side: str, plane) -> None:
 
 
 def _render(side: str, label: str, spec: str, plane, section) -> None:
-    fig = section_figure(section, title="", height=460)
+    fig = section_figure(section, title="", height=560, legend="below")
     if st.session_state.sec_inspect_side == side:
         import plotly.graph_objects as go
 
@@ -311,7 +311,7 @@ for col, side, label, spec in zip(st.columns(2), SIDES, choices, specs):
                                                                    and st.session_state.sec_inspect_side == "left"):
                 st.session_state.sec_inspect_side = side
             _render(side, label, spec, plane, section)
-progress.progress(1.0, text=f"Cross-sections ready ({time.perf_counter() - t0:.1f} s including cached results)")
+progress.empty()
 if not results:
     st.info("No cross-section is available yet.")
 _settings(clf, counts, need_images, need_two, need_npy)
