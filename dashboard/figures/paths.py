@@ -125,7 +125,7 @@ def margin_figure(path, class_names, position: float | None = None, height: int 
                       xaxis=dict(title="position (fraction of the path length; of the chord for the chord)",
                                  range=[0, 1]),
                       yaxis=dict(title="logit margin"), height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))  # above: clear of the wrapped x title
     return fig
 
 

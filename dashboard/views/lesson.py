@@ -27,7 +27,8 @@ from geometry.detection import model_detector, perturbation_sweep
 from geometry.errors import GeometryError
 from geometry.images import gallery_counts, gallery_dataset, gallery_image
 from geometry.operators import default_step
-from geometry.paths import DEFAULT_MAX_ANCHORS, PROJECTION_OVERSHOOT, adversarial_endpoint, connecting_paths
+from geometry.paths import (DEFAULT_MAX_ANCHORS, PROJECTION_OVERSHOOT, adversarial_endpoint, connecting_paths,
+                            gallery_chord_scan, gallery_class_leaving_pairs)
 from geometry.sections import CURVED_PLANE, DEFAULT_RESOLUTION, VALID_PLANE, make_plane, section_on_plane
 from geometry.subspace import DEFAULT_IMAGES, DEFAULT_M, model_subspace
 from geometry.tasks import held_out_detector_evaluation, held_out_vulnerability, predict, probabilities
@@ -68,18 +69,29 @@ def _curvatures():
                    target=None, full=False, what=f"the principal curvatures ({est})")
 
 
-def _same_class_partner(label: int):
-    """A second gallery image of the image's class, predicted in that class."""
+def _same_class_pair(label: int):
+    """Two gallery images of the image's class for the path step: (first tensor, first name, second image, leaves).
+
+    The interesting case first, as on the Paths page: this image and one whose straight line from it leaves
+    the class; else two other images of the class whose line leaves it; else this image and the next one."""
     counts = gallery_counts(gallery_dataset(clf))
     if label not in counts:
         raise GeometryError(f"the gallery has no other image of class {names[label]}; pick another image")
+    scan = compute(gallery_chord_scan, x, label, what="the straight lines to the other gallery images of the class")
+    leaving = scan.leaving(1)
+    if len(leaving):
+        return x, "this image", gallery_image(clf, label, int(leaving.second[0])), True
+    pairs = compute(gallery_class_leaving_pairs, label, what="pairs of the class whose straight line leaves it")
+    if len(pairs):
+        first = gallery_image(clf, label, int(pairs.first[0]))
+        return first.tensor, first.source, gallery_image(clf, label, int(pairs.second[0])), True
     start = int(st.session_state.get("gallery_index", 0)) + 1 if img.label == label else 0
     for k in range(counts[label]):
         other = gallery_image(clf, label, (start + k) % counts[label])
         if other.source == img.source:
             continue
         if int(compute(predict, other.tensor, what="the second image's prediction", quick=True)[0]) == label:
-            return other
+            return x, "this image", other, False
     raise GeometryError(f"no other gallery image is predicted as {names[label]}")
 
 
@@ -162,8 +174,9 @@ def step_spectrum():
                f"{res.hvp_count} Hessian-vector products.")
 
 
-def _path_step(x2, what: str, key: str):
-    path = _path(x.to(clf.dtype), x2.to(clf.dtype).cpu())
+def _path_step(x2, what: str, key: str, x1=None):
+    x1 = x if x1 is None else x1
+    path = _path(x1.to(clf.dtype), x2.to(clf.dtype).cpu())
     show(margin_figure(path, names), key=key)
     s = path.statistics
     if path.connected:
@@ -179,8 +192,12 @@ def _path_step(x2, what: str, key: str):
 
 def step_path():
     label = _label()
-    other = _same_class_partner(label)
-    _path_step(other.tensor, f"Second image: {other.source}.", "lesson_path")
+    x1, first, other, leaves = _same_class_pair(label)
+    _path_step(other.tensor, f"From {first} to {other.source}.", "lesson_path", x1=x1)
+    if not leaves:
+        return (f"No straight line between two gallery images of class {names[label]} was seen leaving the class "
+                "(a sampled scan): this class looks convex here. Try a 3, a 5 or an 8, where lines often leave.")
+    return None
 
 
 def step_adversarial_path():
@@ -259,10 +276,10 @@ STEPS = [  # (title, what to look at, what to notice, render)
      "or [[positive_curvature|positive]]) than the other.",
      step_spectrum),
     ("Two images of a class are connected",
-     "A [[path|connecting path]] between this image and another image of its class: the model's "
-     "[[margin|margin]] for the class all along it.",
-     "The margin never drops below zero: the [[region|class region]] is [[connected|connected]] between them, "
-     "and the path is nearly straight.",
+     "Two images of the same class whose [[chord|straight line]] leaves the class, and a [[path|connecting path]] "
+     "between them: the model's [[margin|margin]] for the class along both.",
+     "The straight line dips below zero (another class) but the path never does: the [[region|class region]] is "
+     "[[connected|connected]], by a path that bends only a little.",
      step_path),
     ("Even an adversarial image is connected",
      "An image of another class pushed into this class by a tiny targeted change, joined to this image by a path.",
@@ -302,7 +319,7 @@ nav_next.button("Next", icon=":material/arrow_forward:", on_click=_go, args=(1,)
 nav_title.markdown(f"#### Step {step} of {n}: {title}")
 st.markdown(expand(look), unsafe_allow_html=True)
 with guarded(f"step {step}"):
-    render()
+    notice = render() or notice   # a step may say what this image shows instead of the general remark
 st.markdown(expand(f"**What to notice:** {notice}"), unsafe_allow_html=True)
 if not presentation():
     st.select_slider("Jump to step", options=list(range(1, n + 1)), key="lesson_step",
