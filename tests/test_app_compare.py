@@ -49,7 +49,7 @@ def test_two_models_match_the_library(app):
         assert metric.value == f"{float(bp.norms()[0]):.3g}"
         assert metric.delta == f"to class {clf.class_names[int(bp.boundary_label[0])]}"
         pred = int(clf.predict(gallery_image(clf, CLASS, INDEX).tensor[None])[0])
-        assert clf.class_names[pred] in [m.value for m in _metrics(app, "Prediction")]
+        assert [m.value for m in _metrics(app, name)] == [clf.class_names[pred]]
     charts = [c for c in app.get("plotly_chart") if (c.key or "").startswith("cmp_")]
     assert sorted(c.key for c in charts) == ["cmp_distances", "cmp_section_0", "cmp_section_1", "cmp_spectra"]
     spectra = [c for c in charts if "Curvature spectra" in c.proto.spec]

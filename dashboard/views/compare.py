@@ -11,7 +11,7 @@ import time
 import streamlit as st
 
 from dashboard import links
-from dashboard.figures.compare import distance_figure, model_style, spectra_figure
+from dashboard.figures.compare import distance_figure, spectra_figure
 from dashboard.figures.sections import section_figure
 from dashboard.glossary import formulas, plain
 from dashboard.jobs import compute, current_ref
@@ -36,7 +36,7 @@ ESTIMATORS = {  # label -> estimator (None: each model's default)
 }
 RESOLUTIONS = [33, 65, 97, 129]
 KS = [5, 10, 20]
-SECTION_HEIGHT = 330  # the first row of figures fits a 1280x720 window under the header
+SECTION_HEIGHT = 300  # the first row of figures fits a 1280x720 window under the header
 UPLOADED = "uploaded: "
 LOAD_TIMEOUT_S = 60.0
 
@@ -125,8 +125,6 @@ def _tick(text: str) -> None:
 # 1. each model's facts, prediction, boundary point and plane (quick): the numbers appear at once
 for i, (col, name) in enumerate(zip(cols, chosen)):
     with col:
-        color, _ = model_style(i)
-        st.markdown(f"<span style='color:{color}; font-size:1.4em'>■</span> **{name}**", unsafe_allow_html=True)
         with guarded(f"analysing {name}"):
             ref = refs[name]()
             facts = compute(model_facts, model=ref, what=f"loading {name}", quick=True, timeout=LOAD_TIMEOUT_S)
@@ -147,8 +145,8 @@ for i, (col, name) in enumerate(zip(cols, chosen)):
             dist = float(bp.norms()[0])
             across = int(bp.boundary_label[0])
             m1, m2 = st.columns(2)
-            m1.metric("Prediction", names[pred], f"{100 * float(probs[pred]):.1f}%", delta_color="off",
-                      delta_arrow="off")
+            m1.metric(name, names[pred], f"predicted, {100 * float(probs[pred]):.1f}%", delta_color="off",
+                      delta_arrow="off", help=f"{name}'s answer for the sidebar image and its probability.")
             m2.metric("Boundary distance", f"{dist:.3g}", f"to class {names[across]}", delta_color="off",
                       delta_arrow="off", help="L2 length of the smallest change found (DeepFool, then bisection onto "
                                               "the boundary) that changes this model's answer.")
@@ -180,7 +178,9 @@ for i, (col, name) in enumerate(zip(cols, chosen)):
                           resolution=resolution, what=f"{name}'s {resolution}x{resolution} cross-section", model=ref)
             _tick(f"{name}: cross-section drawn")
             sections[name] = sec
-            show(section_figure(sec, title="", height=SECTION_HEIGHT, click_points=False), key=f"cmp_section_{i}")
+            fig = section_figure(sec, title="", height=SECTION_HEIGHT, click_points=False)
+            fig.update_layout(showlegend=False, margin=dict(l=10, r=10, t=10, b=10))  # narrow: the caption explains
+            show(fig, key=f"cmp_section_{i}")
             rows[name]["section_extent"] = float(sec.extent)
 
 if not presentation():
@@ -188,7 +188,9 @@ if not presentation():
                 f"differs per model); the random direction (seed {seed}) is shared. " if spec != "random,random" else
                 f"One plane for every model: the image and two random directions (seed {seed}). ")
                + (f"Every square has the same half-width {common:.3g} (L2 pixel units)." if same_scale else
-                  "Each square has its own half-width."))
+                  "Each square has its own half-width.")
+               + " Star: the image; diamond: the boundary point z; black line: the decision boundary; hatched: "
+                 "outside the pixel range (not a valid image). Hover a point for its class and margin.")
 
 # 3. the curvature spectra at each model's boundary point, then both comparison figures
 curv = {}

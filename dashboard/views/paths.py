@@ -23,7 +23,7 @@ from geometry.images import gallery_counts, gallery_dataset, gallery_image
 from geometry.paths import (DEFAULT_MAX_ANCHORS, DEFAULT_PLANE_RESOLUTION, PROJECTION_OVERSHOOT,
                             adversarial_endpoint, connecting_paths, gallery_chord_scan, gallery_class_leaving_pairs,
                             gallery_pairs, path_plane)
-from geometry.tasks import path_walk, predict, verification_mode
+from geometry.tasks import path_walk, predict
 
 WALK_STEPS = 41
 PLANE_RESOLUTIONS = [33, 65, 97, 129, 161]
@@ -37,7 +37,7 @@ EASY = "An easy pair (the straight line stays inside)"
 SAME, ADV = "Another gallery image of the same class", "An image of another class pushed into this class"
 LEAVING_SHOWN = 5  # pairs offered in the "leaves the class" choice
 PAIR_GROUP = 5  # pairs per cached batch in the many-pairs statistics (progress between batches)
-PLOT_HEIGHT = 400  # the margin and plane figures side by side fit a 1280x720 window under the header
+PLOT_HEIGHT = 360  # the margin and plane figures side by side fit a 1280x720 window under the header
 
 
 # ------------------------------------------------------------------ computations (in the workers, cached)
@@ -249,18 +249,16 @@ with guarded("finding the path"):
     with c_pick:
         x1, x2, desc1, desc2, look = _pair_ends(clf, img, label, counts, scan, class_pairs)
         st.caption(f"First end: {desc1}. Second end: {desc2}.")
-    mode_used = compute(verification_mode, verification, what="the verification mode", quick=True)
-    with st.status("Searching for a path…", expanded=False) as status:
+    if look:
+        c_mode.markdown(look)
+    with c_pick, st.status("Searching for a path…", expanded=False) as status:
         t0 = time.perf_counter()
         path = _path(max_anchors, verification, overshoot, x1.to(clf.dtype), x2.to(clf.dtype).cpu())
         status.update(label=f"Path search done ({time.perf_counter() - t0:.1f} s, {path.evaluations:,} model "
-                            "evaluations; "
-                            f"{path.statistics.get('guarantee_text') or path.statistics['guarantee']})",
+                            "evaluations)",
                       state="complete", expanded=False)
 
 if path is not None:
-    if look:
-        st.markdown(look)
     pos, pos_ab, plane, fig_plane = None, None, None, None
     left, right = st.columns(2)
     with left:
@@ -271,7 +269,9 @@ if path is not None:
         with guarded("evaluating the plane"):
             plane = _plane(resolution, path)
             fig_plane = plane_figure(plane, path, None, title=f"class regions, path and chord ({clf.name})",
-                                     height=PLOT_HEIGHT)
+                                     height=PLOT_HEIGHT + 120)
+            # half the page wide: the legend goes under the plot instead of over it
+            fig_plane.update_layout(legend=dict(orientation="h", x=0, y=-0.25, xanchor="left", yanchor="top"))
             show(fig_plane, key="paths_plane_fig")
 
     st_ = path.statistics
@@ -286,6 +286,7 @@ if path is not None:
     m[4].metric("Chord outside region", f"{100 * st_['chord_outside_fraction']:.1f}%")
     m[5].metric("Smallest margin on path", fmt(st_["min_margin"]))
     m[6].metric("Model evaluations", f"{path.evaluations:,}")
+    st.caption(f"Segment check: {path.statistics.get('guarantee_text') or path.statistics['guarantee']}.")
     if not path.connected:
         st.warning(_stop_text(path, names))
     else:  # "verified" / "certified" only where a proof backs them; sampled checks say so
