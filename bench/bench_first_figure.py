@@ -9,7 +9,7 @@ For every page of dashboard/app.py's PAGES (read from the tree being measured), 
 - **warm**: a second tab (a new session) opens the same URL on the same server.
 
 Each visit also records when the page finished (the script stopped running with every figure drawn) and
-whether the first figure's top edge lies inside the 1280x720 window. Chromium is Debian's
+where the page's first figure (in page order, once finished) sits in the 1280x720 window. Chromium is Debian's
 (/usr/bin/chromium) with the flags of tests/test_browser.py, viewport 1280x720.
 
 The previous release is measured the same way from a ``git worktree`` of ``--baseline`` (default 9302294,
@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -53,12 +54,15 @@ PROBE_JS = r"""
   const app = document.querySelector('[data-testid="stApp"]');
   const main = document.querySelector('[data-testid="stMain"]');
   const plots = main ? [...main.querySelectorAll('.js-plotly-plot')].filter(g => g.querySelector('.main-svg')) : [];
-  const first = plots.length ? plots[0].getBoundingClientRect() : null;
+  const every = main ? [...main.querySelectorAll('.js-plotly-plot')] : [];
+  const box = every.length ? every[0].getBoundingClientRect() : null;  // the page's first figure (in page order)
+  const scroller = main ? (main.scrollTop || 0) : 0;
   return {
     script: app ? app.getAttribute('data-test-script-state') : null,
     drawn: plots.length,
-    all: main ? main.querySelectorAll('.js-plotly-plot').length : 0,
-    top: first ? first.top + window.scrollY : null,
+    all: every.length,
+    top: box ? box.top + scroller : null,
+    bottom: box ? box.bottom + scroller : null,
     errors: document.querySelectorAll('[data-testid="stException"], [data-testid="stAlertContentError"]').length,
   };
 }
@@ -142,7 +146,7 @@ def visit(browser, url: str, timeout: float) -> dict:
     ctx = browser.new_context(viewport=VIEWPORT)
     page = ctx.new_page()
     t0 = time.monotonic()
-    first = done = top = None
+    first = done = top = bottom = None
     errors = 0
     stable_since = None
     try:
@@ -151,24 +155,25 @@ def visit(browser, url: str, timeout: float) -> dict:
             try:
                 s = page.evaluate(PROBE_JS)
             except Exception:  # noqa: BLE001 - navigation in progress: poll again
-                s = {"script": None, "drawn": 0, "all": 0, "top": None, "errors": 0}
+                s = {"script": None, "drawn": 0, "all": 0, "top": None, "bottom": None, "errors": 0}
             now = time.monotonic() - t0
             if first is None and s["drawn"] >= 1:
-                first, top = now, s["top"]
+                first = now
             errors = s["errors"]
             finished = s["script"] == "notRunning" and s["drawn"] >= 1 and s["drawn"] == s["all"]
             if finished:
                 stable_since = now if stable_since is None else stable_since
                 if now - stable_since >= 1.0:
-                    done = stable_since
+                    done, top, bottom = stable_since, s["top"], s["bottom"]  # where the first figure ended up
                     break
             else:
                 stable_since = None
             time.sleep(POLL_S)
     finally:
         ctx.close()
-    return {"first_figure_s": first, "done_s": done, "first_figure_top_px": top,
-            "above_fold": (top is not None and top < VIEWPORT["height"]), "errors": errors}
+    return {"first_figure_s": first, "done_s": done, "first_figure_top_px": top, "first_figure_bottom_px": bottom,
+            "above_fold": (top is not None and top < VIEWPORT["height"] - 100),
+            "whole_in_window": (bottom is not None and bottom <= VIEWPORT["height"]), "errors": errors}
 
 
 def measure(tree: Path, rounds: int, timeout: float, only: list[str] | None) -> dict:
@@ -227,7 +232,8 @@ def stats(visits: list[dict], field: str) -> dict:
 
 def summarize(res: dict) -> dict:
     return {page: {kind: {"first_figure": stats(v, "first_figure_s"), "done": stats(v, "done_s"),
-                          "above_fold": sum(bool(x["above_fold"]) for x in v), "visits": len(v)}
+                          "above_fold": sum(bool(x.get("above_fold")) for x in v),
+                          "whole_in_window": sum(bool(x.get("whole_in_window")) for x in v), "visits": len(v)}
                    for kind, v in kinds.items()} for page, kinds in res.items()}
 
 
@@ -240,7 +246,8 @@ def cell(s: dict) -> str:
 
 
 def render_doc(data: dict) -> str:
-    cur, base = data["summary"]["current"], data["summary"].get("baseline") or {}
+    summary = {k: summarize(v) for k, v in data["results"].items()}  # from the raw visits
+    cur, base = summary["current"], summary.get("baseline") or {}
     pages = list(cur) + [p for p in base if p not in cur]
     na = "— (no such page)"
     nb = "not measured" if not base else na
@@ -274,15 +281,18 @@ def render_doc(data: dict) -> str:
         c, b = cur.get(p), base.get(p)
         lines.append(f"| {p} | {cell(c['cold']['done']) if c else na} | {cell(b['cold']['done']) if b else nb} | "
                      f"{cell(c['warm']['done']) if c else na} | {cell(b['warm']['done']) if b else nb} |")
-    lines += ["", "First figure inside the 1280x720 window without scrolling (visits where it was, of all visits):",
-              "", "| page | now | before |", "|---|---|---|"]
+    lines += ["", "Where the page's first figure sits in the 1280x720 window once the page has finished, without "
+              "scrolling: *visible* = at least its top 100 px are inside the window, *whole* = all of it is "
+              "(visits, of all visits):",
+              "", "| page | visible, now | whole, now | visible, before | whole, before |", "|---|---|---|---|---|"]
+
+    def fold(s, field):
+        return "—" if not s else f"{s['cold'][field] + s['warm'][field]} of {s['cold']['visits'] + s['warm']['visits']}"
+
     for p in pages:
         c, b = cur.get(p), base.get(p)
-
-        def fold(s):
-            return "—" if not s else f"{s['cold']['above_fold'] + s['warm']['above_fold']} of " \
-                                     f"{s['cold']['visits'] + s['warm']['visits']}"
-        lines.append(f"| {p} | {fold(c)} | {fold(b)} |")
+        lines.append(f"| {p} | {fold(c, 'above_fold')} | {fold(c, 'whole_in_window')} | {fold(b, 'above_fold')} | "
+                     f"{fold(b, 'whole_in_window')} |")
     lines += ["", "Regenerate: `.venv/bin/python bench/bench_first_figure.py --rounds 2 --doc` (several minutes; "
               "the previous release's Vulnerability page computes everything from scratch). The Vulnerability page "
               "of bundled models now opens from results shipped in `assets/precomputed` (`make precompute`).", ""]
@@ -304,6 +314,7 @@ def main(argv=None) -> int:
     p.add_argument("--doc-from", default=None, help="only write docs/timing.md from this JSON")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop servers and remove the worktree on kill
     if args.doc_from:
         DOC.write_text(render_doc(json.loads(Path(args.doc_from).read_text())))
         print(f"wrote {DOC}")
