@@ -120,3 +120,54 @@ def held_out_detector_evaluation(clf, detector, skip: int, images: int, sizes: t
     ev = evaluate_detector(clf, detector, x[skip:], y[skip:], sizes=sizes, progress=progress)
     pre.save_user(clf, "evaluation", key, pre.images_digest(x, y), *pre.encode_evaluation(ev), cache=cache)
     return ev
+
+
+@dataclass
+class DetectorExamples:
+    """Held-out gallery images scored clean and after a DeepFool attack, for showing one flagged and one
+    missed example. ``cls``/``index``: gallery class and index within it (``gallery:CLS:INDEX``)."""
+
+    cls: list
+    index: list
+    clean_label: list
+    attacked_label: list
+    clean_flagged: list
+    attacked_flagged: list
+    recovered_label: list
+    clean_score: list
+    attacked_score: list
+    threshold: float
+
+    def pick(self, flagged: bool) -> int | None:
+        """An image the attack fooled, correct when clean, not flagged clean, whose attacked version is
+        (``flagged=True``) or is not (False) flagged; the highest / lowest score of those; None if none."""
+        ok = [i for i in range(len(self.cls)) if self.attacked_label[i] != self.clean_label[i]
+              and self.clean_label[i] == self.cls[i] and not self.clean_flagged[i]
+              and bool(self.attacked_flagged[i]) == flagged]
+        if not ok:
+            return None
+        return (max if flagged else min)(ok, key=lambda i: self.attacked_score[i])
+
+
+def detector_examples(clf, detector, per_class: int = 3) -> DetectorExamples:
+    """Score the first ``per_class`` held-out gallery images of each class, clean and after DeepFool."""
+    import torch
+
+    from .detection import attack_batch
+    from .images import gallery_batch
+
+    x, y = gallery_batch(clf, per_class=per_class)
+    x = x.to(clf.device, clf.dtype)
+    y = y.reshape(-1).long()
+    seen: dict = {}
+    index = []
+    for c in y.tolist():
+        index.append(seen.get(c, 0))
+        seen[c] = index[-1] + 1
+    clean = detector.detect(clf, x)
+    xa, _ = attack_batch(clf, x, torch.as_tensor(clean.label, device=x.device), "deepfool", 1.0, 0.0)
+    att = detector.detect(clf, xa)
+    return DetectorExamples([int(c) for c in y.tolist()], index, [int(v) for v in clean.label],
+                            [int(v) for v in att.label], [bool(v) for v in clean.flagged],
+                            [bool(v) for v in att.flagged], [int(v) for v in att.recovered_label],
+                            [float(v) for v in clean.score], [float(v) for v in att.score], float(detector.threshold))

@@ -23,7 +23,7 @@ from dashboard.state import current_image, current_model
 from dashboard.ui import guarded, presentation, show
 from geometry.boundary import boundary_point
 from geometry.curvature import principal_curvatures
-from geometry.detection import model_detector, perturbation_sweep
+from geometry.detection import model_detector
 from geometry.errors import GeometryError
 from geometry.images import gallery_counts, gallery_dataset, gallery_image
 from geometry.operators import default_step
@@ -31,13 +31,13 @@ from geometry.paths import (DEFAULT_MAX_ANCHORS, PROJECTION_OVERSHOOT, adversari
                             gallery_chord_scan, gallery_class_leaving_pairs)
 from geometry.sections import CURVED_PLANE, DEFAULT_RESOLUTION, VALID_PLANE, make_plane, section_on_plane
 from geometry.subspace import DEFAULT_IMAGES, DEFAULT_M, model_subspace
-from geometry.tasks import held_out_detector_evaluation, held_out_vulnerability, predict, probabilities
+from geometry.tasks import (detector_examples, held_out_detector_evaluation, held_out_vulnerability, predict,
+                            probabilities)
 
 # The analysis pages' defaults: the same arguments hit the same cached (or precomputed) results.
 CURVATURE_K = 10
 VUL_IMAGES, VUL_DRAWS = 100, 5
 DET_FPR, DET_CAL, DET_EVAL, DET_SIZES = 0.05, 200, 100, (1.0, 1.5, 2.0)
-SWEEP_SIZES = [round(0.25 * i, 2) for i in range(13)]
 
 clf = current_model()
 img = current_image()
@@ -231,17 +231,27 @@ def step_detect():
     ev = compute(held_out_detector_evaluation, det, DET_CAL, DET_EVAL, DET_SIZES, progress=True, long=True,
                  what=f"attacking and scoring {DET_EVAL} held-out images")
     show(score_histograms_figure(ev.clean_scores, ev.rows, det.threshold, 1.0), key="lesson_scores")
-    sw = compute(perturbation_sweep, det, x, "deepfool", SWEEP_SIZES, what="the perturbation sweep")
-    res = sw.result
-    i1 = SWEEP_SIZES.index(1.0)
     rows = [r for r in ev.rows if r.attack == "deepfool" and r.size == 1.0]
     auc = f"{rows[0].auc:.2f}" if rows and rows[0].auc is not None else "—"
     rate = f"{100 * rows[0].detection_rate:.0f}%" if rows and rows[0].detection_rate is not None else "—"
-    c1, c2 = st.columns(2)
-    c1.metric("This image, clean", "flagged" if res.flagged[0] else "not flagged", f"score {res.score[0]:.3g}",
-              delta_color="off", delta_arrow="off")
-    c2.metric("This image after DeepFool", "flagged" if res.flagged[i1] else "not flagged",
-              f"now called {names[int(res.label[i1])]}", delta_color="off", delta_arrow="off")
+    ex = compute(detector_examples, det, what="one caught and one missed attack among the gallery images")
+    cols = st.columns(2)
+    for col, flagged in zip(cols, (True, False)):
+        i = ex.pick(flagged)
+        with col:
+            if i is None:
+                st.info("No gallery image fooled by DeepFool was " + ("caught" if flagged else "missed") +
+                        " among those tried.")
+                continue
+            shown = gallery_image(clf, ex.cls[i], ex.index[i])
+            verdict = (f"**caught**: score {ex.attacked_score[i]:.3g} > threshold {ex.threshold:.3g}; the recovered "
+                       f"label is {names[ex.recovered_label[i]]}" if flagged else
+                       f"**missed**: score {ex.attacked_score[i]:.3g} ≤ threshold {ex.threshold:.3g}")
+            a, b = st.columns([1, 2])
+            with a:
+                show(image_figure(shown.tensor, f"{names[ex.cls[i]]} #{ex.index[i]}", clf.pixel_range, height=150),
+                     key=f"lesson_example_{int(flagged)}")
+            b.markdown(f"After DeepFool the model says **{names[ex.attacked_label[i]]}**; {verdict}.")
     st.markdown(expand(f"Honestly: against DeepFool the [[roc_auc|ROC AUC]] is **{auc}** on held-out images, and "
                        f"**{rate}** of attacked images are flagged when {DET_FPR:.0%} of clean images are. "
                        "Curvature carries a real signal, but it is not a reliable alarm on its own."),
