@@ -143,7 +143,7 @@ def test_section_figure_names_regions_and_outlines_valid_images():
     hatch = [t for t in fig.data if t.type == "heatmap" and t.name == "outside the pixel range"][0]
     z = np.asarray(hatch.z, dtype=float)
     assert np.isnan(z[~sec.outside]).all() and set(np.unique(z[sec.outside])) == {0.0, 1.0}
-    assert not any("No point of this square" in t for t in texts)
+    assert not any("No valid image here" in t for t in texts)
     # class colours come from the palette
     heat = fig.data[0]
     assert {c for _, c in heat.colorscale} <= set(CLASS_COLORS)
@@ -155,7 +155,7 @@ def test_section_figure_says_when_no_point_is_a_valid_image():
     clf, sec = _linear_section(0.0, 32, spec="random,random", extent=2.0)
     assert sec.outside.all()
     fig = section_figure(sec)
-    assert any("No point of this square is a valid image" in t for t in _annotation_texts(fig))
+    assert any("No valid image here" in t for t in _annotation_texts(fig))
     assert not any((t.name or "").startswith("edge of valid images") for t in fig.data)
 
 

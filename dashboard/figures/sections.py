@@ -184,7 +184,7 @@ def section_figure(section, title: str = "", height: int = 600, click_points: bo
                                              line=dict(color="#555", width=1))))
     if n_out == total:
         fig.add_annotation(
-            text=f"No point of this square is a valid image:<br>at every grid point some pixel leaves {rng}.",
+            text=f"No valid image here:<br>some pixel leaves {rng} everywhere",
             xref="paper", yref="paper", x=0.5, y=0.98, xanchor="center", yanchor="top", showarrow=False,
             font=dict(color="#FFFFFF", size=14), **LABEL_BOX)
     if click_points:

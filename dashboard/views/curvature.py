@@ -114,8 +114,9 @@ first = st.empty()   # the main estimator's spectrum, drawn before the compariso
 
 
 def _title(res_list) -> str:
-    return (f"Principal curvatures at z ({clf.name}; " + " vs ".join(estimator_label(r) for r in res_list)
-            + (", full spectrum)" if res_list[0].method == "full" else f", Lanczos k = {k} per end)"))
+    # the estimators are named in the legend; the title stays one line
+    return ("Principal curvatures at z" + (" (full spectrum)" if res_list[0].method == "full" else
+                                          f" (Lanczos, k = {k} per end)"))
 
 
 with guarded("finding the boundary point and its curvatures"):
