@@ -30,14 +30,16 @@ from geometry.operators import default_step
 from geometry.paths import (DEFAULT_MAX_ANCHORS, PROJECTION_OVERSHOOT, adversarial_endpoint, connecting_paths,
                             gallery_chord_scan, gallery_class_leaving_pairs)
 from geometry.sections import CURVED_PLANE, DEFAULT_RESOLUTION, VALID_PLANE, make_plane, section_on_plane
-from geometry.subspace import DEFAULT_IMAGES, DEFAULT_M, model_subspace
+from geometry.precomputed import PAGE_DEFAULTS
+from geometry.subspace import model_subspace
 from geometry.tasks import (detector_examples, held_out_detector_evaluation, held_out_vulnerability, predict,
                             probabilities)
 
-# The analysis pages' defaults: the same arguments hit the same cached (or precomputed) results.
+# The analysis pages' defaults: the same arguments hit the same cached (or shipped) results.
 CURVATURE_K = 10
-VUL_IMAGES, VUL_DRAWS = 100, 5
-DET_FPR, DET_CAL, DET_EVAL, DET_SIZES = 0.05, 200, 100, (1.0, 1.5, 2.0)
+D = PAGE_DEFAULTS
+VUL_IMAGES, VUL_DRAWS = D["experiment_images"], D["draws"]
+DET_FPR, DET_CAL, DET_EVAL, DET_SIZES = D["fpr"], D["calibration_images"], D["evaluation_images"], tuple(D["sizes"])
 
 clf = current_model()
 img = current_image()
@@ -107,12 +109,12 @@ def _adversarial_source(label: int):
 
 
 def _subspace():
-    return compute(model_subspace, images=DEFAULT_IMAGES, m=DEFAULT_M, estimator="auto", progress=True, long=True,
-                   what=f"the shared curved subspace S from {DEFAULT_IMAGES} boundary points")
+    return compute(model_subspace, images=D["images"], m=D["m"], estimator=D["estimator"], progress=True, long=True,
+                   what=f"the shared curved subspace S from {D['images']} boundary points")
 
 
 def _detector(S):
-    return compute(model_detector, S, fpr=DET_FPR, images=DET_CAL, directions="all", long=True,
+    return compute(model_detector, S, fpr=DET_FPR, images=DET_CAL, directions=D["directions"], long=True,
                    what=f"the detector's calibration on {DET_CAL} clean held-out images")
 
 
