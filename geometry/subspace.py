@@ -13,8 +13,24 @@ the image's class k). One product ``A V`` costs one batched pass over all N poin
 every point's Hessian-vector product comes out of that pass. The signed Lanczos
 solver (``lanczos.signed_eigs``) gives the most positive and most negative
 eigenpairs of A; S is spanned by the ``m`` eigenvectors with the largest
-``|eigenvalue|`` (``signs="both"``, default), or by the ``m`` most positive / most
-negative ones (``signs="positive"`` / ``"negative"``).
+``|eigenvalue|`` (``select="most"``, default), by the ``m`` most positive / most
+negative ones (``"positive"`` / ``"negative"``), or by the ``ceil(m/2)`` most positive
+and ``floor(m/2)`` most negative ones (``"both-ends"``). (``signs="both"|"positive"|
+"negative"`` is the older name of the first three and still accepted.)
+
+Two constructions of the operator (``construction=``):
+
+- ``"projected"`` (default, docs/science.md section 4): A above, at boundary points.
+- ``"paper"``: the construction of the authors' released code (docs/science.md section 4):
+  ``A = (1/N) sum_i H_i``, the *raw* Hessians of ``F_i = f_{k_i} - f_{j_i}`` (no tangent
+  projection, no division by ``|g_i|``) at ``x_i + 0.8 r_i``, where ``r_i`` is the untargeted
+  DeepFool perturbation of ``x_i`` after at most 5 iterations (overshoot 0.05 applied to r, no
+  pixel-range clipping), k_i the label of x_i and j_i the label DeepFool reached: a point still
+  inside the image's class, short of the boundary. Images DeepFool does not fool in 5
+  iterations are left out. Hessian-vector products by central differences of gradients at the
+  step h of ``operators.default_step`` (``estimator="auto"`` resolves to ``"fd"`` here, for every
+  network), along unit vectors and rescaled. The eigenvalues carry the same sign convention as
+  the projected operator (both are second derivatives of f_k - f_j).
 
 Estimators: ``"exact"`` (autograd Hessians; products come from one retained graph
 of all N gradients, one backward per Lanczos step), ``"fd"`` (central differences
@@ -36,6 +52,7 @@ Imports torch, numpy; never Streamlit or Plotly.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -56,6 +73,21 @@ Progress = Callable[[float, str], None]
 DEFAULT_IMAGES = 100
 DEFAULT_M = 20
 SIGNS = ("both", "positive", "negative")
+"""The older names of the first three selections (``signs=``): both = most."""
+SELECTIONS = ("most", "positive", "negative", "both-ends")
+"""Which eigenvectors of the average operator span S: the m largest |eigenvalue|, the m most positive, the m most
+negative, or the ceil(m/2) most positive and floor(m/2) most negative (the authors' most / first / last /
+first-and-last)."""
+CONSTRUCTIONS = ("projected", "paper")
+"""How the average operator is built: the projected, normalised curvature operators at boundary points (ours), or
+the raw Hessians at x + 0.8 r (the authors' code); see the module docstring."""
+DEFAULT_CONSTRUCTION = "projected"
+DEFAULT_SELECT = "most"
+PAPER_DEEPFOOL_ITER = 5     # DeepFool iterations before the Hessian is taken (the authors' max_iter)
+PAPER_OVERSHOOT = 0.05      # the authors' DeepFool overshoot (r = 1.05 x the accumulated steps)
+PAPER_FRACTION = 0.8        # the Hessian is taken at x + 0.8 r
+_SIGN_TO_SELECT = {"both": "most", "positive": "positive", "negative": "negative"}
+_SELECT_TO_SIGN = {"most": "both", "positive": "positive", "negative": "negative", "both-ends": "both"}
 ESTIMATORS = ("auto", "exact", "fd")
 CACHE_ENV = "BOUNDARY_GEOMETRY_CACHE"
 CACHE_VERSION = 2
@@ -66,13 +98,55 @@ def _noop(frac: float, msg: str) -> None:  # default progress callback
 
 
 # ----------------------------------------------------------------- settings
-def resolve_estimator(clf: Classifier, estimator: str = "auto") -> str:
-    """``"auto"`` -> ``"exact"`` for smooth networks, ``"fd"`` for piecewise-linear or unknown ones."""
+def resolve_estimator(clf: Classifier, estimator: str = "auto", construction: str = DEFAULT_CONSTRUCTION) -> str:
+    """``"auto"`` -> ``"exact"`` for smooth networks, ``"fd"`` for piecewise-linear or unknown ones; with
+    ``construction="paper"`` always ``"fd"`` (the authors' central differences)."""
     if estimator not in ESTIMATORS:
         raise GeometryError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     if estimator == "auto":
+        if check_construction(construction) == "paper":
+            return "fd"
         return "exact" if clf.piecewise_linear is False else "fd"
     return estimator
+
+
+def check_construction(construction: str) -> str:
+    if construction not in CONSTRUCTIONS:
+        raise GeometryError(f"construction must be one of {', '.join(CONSTRUCTIONS)}, got {construction!r}")
+    return construction
+
+
+def resolve_select(select: str | None = None, signs: str | None = None) -> str:
+    """The selection rule from ``select`` (:data:`SELECTIONS`) and/or its older name ``signs`` (:data:`SIGNS`);
+    ``"most"`` when neither is given. Both given and different is an error."""
+    if signs is not None and signs not in SIGNS:
+        raise GeometryError(f"signs must be one of {', '.join(SIGNS)}, got {signs!r}")
+    if select is not None and select not in SELECTIONS:
+        raise GeometryError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
+    if select is None:
+        return _SIGN_TO_SELECT[signs] if signs is not None else DEFAULT_SELECT
+    if signs is not None and _SIGN_TO_SELECT[signs] != select:
+        raise GeometryError(f"signs={signs!r} (= select {_SIGN_TO_SELECT[signs]!r}) contradicts select={select!r}; "
+                            "give one of them")
+    return select
+
+
+def selection_fields(select: str) -> dict:
+    """How a selection is recorded in S's settings: ``{"signs": ...}`` exactly as before for most / positive /
+    negative (so saved and shipped S keep their keys), plus ``"select"`` only for ``"both-ends"``."""
+    out = {"signs": _SELECT_TO_SIGN[select]}
+    if select not in _SIGN_TO_SELECT.values():
+        out["select"] = select
+    return out
+
+
+def construction_fields(construction: str) -> dict:
+    """How a construction is recorded in S's settings: nothing for the default ``"projected"`` (the keys of saved
+    and shipped S stay as they were), the construction and the authors' constants for ``"paper"``."""
+    if check_construction(construction) == DEFAULT_CONSTRUCTION:
+        return {}
+    return {"construction": construction, "deepfool_iter": PAPER_DEEPFOOL_ITER, "overshoot": PAPER_OVERSHOOT,
+            "fraction": PAPER_FRACTION}
 
 
 def resolve_step(clf: Classifier, estimator: str, step: float | None) -> float | None:
@@ -156,6 +230,8 @@ class AverageCurvatureOperator(Operator):
     ``operators.batched_hvp`` instead, for comparison), with ``"fd"`` ``operators.batched_hvp``.
     ``hvp_count`` counts per-point Hessian-vector products (N per column)."""
 
+    projected = True  # P_i H_i P_i / |g_i|; False in AverageHessianOperator (raw H_i)
+
     def __init__(self, clf: Classifier, z, k, j, estimator: str = "exact", step: float | None = None,
                  batch_size: int = 256, engine: str = "cached"):
         z = clf.as_batch(z).detach()
@@ -173,6 +249,10 @@ class AverageCurvatureOperator(Operator):
         if engine not in ("cached", "batched_hvp"):
             raise GeometryError(f"engine must be 'cached' or 'batched_hvp', got {engine!r}")
         self.engine = engine
+        self._graphs: dict[int, tuple] = {}
+        self.gradient_norms = self.normals = None
+        if not self.projected:
+            return
         g = logit_difference_gradient(clf, z, self.k, self.j).reshape(z.shape[0], -1)
         gn = g.norm(dim=1)
         if not bool(torch.isfinite(gn).all()) or bool((gn <= 0).any()):
@@ -180,7 +260,6 @@ class AverageCurvatureOperator(Operator):
                                 "normal there; drop that image or use other images")
         self.gradient_norms = gn
         self.normals = g / gn[:, None]
-        self._graphs: dict[int, tuple] = {}
 
     @property
     def num_points(self) -> int:
@@ -221,6 +300,10 @@ class AverageCurvatureOperator(Operator):
         acc = torch.zeros(d, n, dtype=self.dtype, device=self.device)
         for s in range(0, self.num_points, self.batch_size):
             e = min(s + self.batch_size, self.num_points)
+            if not self.projected:  # raw Hessians: every point gets the same block V
+                VB = V.T.unsqueeze(0).expand(e - s, n, d)
+                acc += self._hvp(s, e, VB.reshape(e - s, n, *shape)).reshape(e - s, n, d).sum(0).T
+                continue
             N = self.normals[s:e]  # (b, d)
             PV = V.T.unsqueeze(0) - (N @ V).unsqueeze(2) * N.unsqueeze(1)  # (b, n, d)
             HV = self._hvp(s, e, PV.reshape(e - s, n, *shape)).reshape(e - s, n, d)
@@ -228,6 +311,15 @@ class AverageCurvatureOperator(Operator):
             acc += (PHV / self.gradient_norms[s:e, None, None]).sum(0).T
         self.hvp_count += self.num_points * n
         return acc / self.num_points
+
+
+class AverageHessianOperator(AverageCurvatureOperator):
+    """``A = (1/N) sum_i H_i``: the raw Hessians of ``F_i = f_{k_i} - f_{j_i}`` at the points ``z`` ``(N, *shape)``,
+    without tangent projection or division by ``|g_i|`` (the authors' construction, ``construction="paper"``;
+    the points are ``x_i + 0.8 r_i``, see :func:`paper_points`). Same estimators, engines and counting as
+    :class:`AverageCurvatureOperator`; the gradient may vanish at a point (it is not needed)."""
+
+    projected = False
 
 
 # ----------------------------------------------------------------- result
@@ -238,7 +330,8 @@ class CurvedSubspace:
     ``eigenvalues`` ``(m,)``: the average curvature of the boundary along each direction
     (eigenvalues of the average curvature operator; docs/science.md sign). ``spectrum``: all
     Ritz values the solver returned (both ends, descending) for plotting. ``settings``
-    records how S was made (images, split, seed, m, signs, estimator, step, ...)."""
+    records how S was made (images, split, seed, m, signs, estimator, step, ...; ``construction``
+    and ``select`` only where they are not the defaults, see :attr:`construction`, :attr:`select`)."""
 
     basis: torch.Tensor
     eigenvalues: np.ndarray
@@ -264,6 +357,17 @@ class CurvedSubspace:
     @property
     def dim(self) -> int:
         return int(self.basis.shape[0])
+
+    @property
+    def construction(self) -> str:
+        """``"projected"`` or ``"paper"`` (:data:`CONSTRUCTIONS`)."""
+        return str(self.settings.get("construction", DEFAULT_CONSTRUCTION))
+
+    @property
+    def select(self) -> str:
+        """How the directions were chosen (:data:`SELECTIONS`)."""
+        return str(self.settings.get("select") or _SIGN_TO_SELECT.get(self.settings.get("signs", "both"),
+                                                                       DEFAULT_SELECT))
 
     @property
     def random_baseline(self) -> float:
@@ -293,16 +397,24 @@ class CurvedSubspace:
     def with_signs(self, signs: str) -> "CurvedSubspace":
         """S re-selected from the same solver run: the (up to) m most ``"positive"``ly or ``"negative"``ly
         curved directions, or ``"both"`` (the m largest |curvature|). Without the solver's eigenpairs
-        (hand-made S) the pool is S's own directions."""
+        (hand-made S) the pool is S's own directions. Same as :meth:`with_select` under the older names."""
         if signs not in SIGNS:
             raise GeometryError(f"signs must be one of {', '.join(SIGNS)}, got {signs!r}")
+        return self.with_select(_SIGN_TO_SELECT[signs])
+
+    def with_select(self, select: str) -> "CurvedSubspace":
+        """S re-selected from the same solver run by the rule ``select`` (:data:`SELECTIONS`), with m as now;
+        identical to computing S with that ``select`` (same images, operator and solver run)."""
+        select = resolve_select(select)
         if self.ritz_vectors is not None and self.ritz_values is not None:
             vals, vecs = np.asarray(self.ritz_values), self.ritz_vectors
         else:
             vals, vecs = np.asarray(self.eigenvalues), self.basis
-        basis, picked = _select(vals, vecs, self.m, signs)
+        basis, picked = _select(vals, vecs, self.m, select)
+        settings = {k: v for k, v in self.settings.items() if k != "select"}
+        settings.update(selection_fields(select), m=int(basis.shape[1]))
         return CurvedSubspace(basis.to(self.basis.dtype), picked, self.spectrum, self.input_shape, self.model,
-                              self.fingerprint, dict(self.settings, signs=signs, m=int(basis.shape[1])),
+                              self.fingerprint, settings,
                               self.num_points, self.hvp_count, self.seconds, self.converged, self.labels,
                               self.boundary_labels, self.path, self.ritz_vectors, self.ritz_values)
 
@@ -311,6 +423,7 @@ class CurvedSubspace:
                 "positive": int((self.eigenvalues > 0).sum()), "negative": int((self.eigenvalues < 0).sum()),
                 "num_points": self.num_points, "hvp_count": int(self.hvp_count), "seconds": float(self.seconds),
                 "converged": bool(self.converged), "random_baseline": self.random_baseline,
+                "construction": self.construction, "select": self.select,
                 "settings": dict(self.settings), "cache_path": self.path}
 
     # ---------------------------------------------------------- persistence
@@ -367,20 +480,30 @@ def default_max_iter(m: int, d: int) -> int:
     return int(min(d, max(40, 5 * m)))
 
 
-def _select(vals: np.ndarray, vecs: torch.Tensor, m: int, signs: str) -> tuple[torch.Tensor, np.ndarray]:
-    """Up to m of the eigenpairs ``(vals, vecs)`` by the rule ``signs`` (see :func:`curved_subspace`); one-signed
-    rules keep only pairs of that sign. Returns (orthonormal basis (d, m'), eigenvalues (m',))."""
+def _select(vals: np.ndarray, vecs: torch.Tensor, m: int, select: str) -> tuple[torch.Tensor, np.ndarray]:
+    """Up to m of the eigenpairs ``(vals, vecs)`` by the rule ``select`` (:data:`SELECTIONS`; the older ``signs``
+    names are accepted); one-signed rules keep only pairs of that sign, and ``"both-ends"`` takes up to
+    ceil(m/2) positive then up to floor(m/2) negative pairs. Returns (orthonormal basis (d, m'), eigenvalues (m',))."""
+    select = _SIGN_TO_SELECT.get(select, select)
     zero = 1e-9 * float(np.abs(vals).max()) if len(vals) else 0.0  # round-off is no sign
-    if signs == "both":
+    positive = np.argsort(-vals, kind="stable")
+    positive = positive[vals[positive] > zero]
+    negative = np.argsort(vals, kind="stable")
+    negative = negative[vals[negative] < -zero]
+    if select == "most":
         pick = np.argsort(-np.abs(vals), kind="stable")[:m]
-    elif signs == "positive":
-        pick = np.argsort(-vals, kind="stable")
-        pick = pick[vals[pick] > zero][:m]
+    elif select == "positive":
+        pick = positive[:m]
+    elif select == "negative":
+        pick = negative[:m]
+    elif select == "both-ends":
+        pick = np.concatenate([positive[:(m + 1) // 2], negative[:m // 2]]).astype(np.int64)
+        pick = pick[np.argsort(-np.abs(vals[pick]), kind="stable")]  # S is ordered by |eigenvalue|
     else:
-        pick = np.argsort(vals, kind="stable")
-        pick = pick[vals[pick] < -zero][:m]
+        raise GeometryError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
     if len(pick) == 0:
-        raise GeometryError(f"S has no {signs}ly curved direction; use both signs or a larger m")
+        what = {"most": "nonzero", "both-ends": "positively or negatively"}.get(select, f"{select}ly")
+        raise GeometryError(f"S has no {what} curved direction; use both signs or a larger m")
     idx = torch.as_tensor(pick.copy())
     chosen = vecs[:, idx].to(torch.float64)
     basis, _ = torch.linalg.qr(chosen)  # re-orthonormalise (Ritz vectors are orthonormal up to round-off)
@@ -394,54 +517,93 @@ def _check_m(m: int, d: int) -> int:
     return int(m)
 
 
-def curved_subspace(clf: Classifier, x, *, m: int = DEFAULT_M, signs: str = "both", estimator: str = "auto",
+def paper_points(clf: Classifier, x, *, candidates: int = 10, deepfool_result=None):
+    """The points of the authors' construction for the images ``x`` ``(N, *shape)``: ``z_i = x_i + 0.8 r_i`` with
+    ``r_i`` the untargeted DeepFool perturbation after at most :data:`PAPER_DEEPFOOL_ITER` iterations (overshoot
+    :data:`PAPER_OVERSHOOT`, no clipping to the pixel range), ``k_i`` the label of ``x_i`` and ``j_i`` the label
+    DeepFool reached. Returns ``(z, k, j, ok)`` for the images DeepFool fooled (``ok`` ``(N,)`` bool marks them).
+    ``deepfool_result``: a ``BoundaryResult`` of :func:`geometry.boundary.deepfool` for ``x`` (skips the attack)."""
+    from .boundary import deepfool
+
+    x = clf.as_batch(x)
+    res = deepfool_result
+    if res is None:
+        plain = {"refine": 0} if "refine" in inspect.signature(deepfool).parameters else {}  # the authors' DeepFool
+        res = deepfool(clf, x, candidates=candidates, overshoot=PAPER_OVERSHOOT, max_iter=PAPER_DEEPFOOL_ITER,
+                       clip=False, **plain)
+    ok = res.converged & (res.boundary_label != res.label)
+    z = (x[ok] + PAPER_FRACTION * res.perturbation[ok]).detach()
+    return z, res.label[ok], res.boundary_label[ok], ok
+
+
+def curved_subspace(clf: Classifier, x, *, m: int = DEFAULT_M, signs: str | None = None, estimator: str = "auto",
                     step: float | None = None, candidates: int = 10, tol: float = 1e-4, lanczos_tol: float = 1e-4,
                     max_iter: int | None = None, seed: int = 0, batch_size: int = 256,
-                    progress: Progress | None = None, boundary=None) -> CurvedSubspace:
-    """S from the boundary points of the images ``x`` ``(N, *shape)``.
+                    progress: Progress | None = None, boundary=None, construction: str = DEFAULT_CONSTRUCTION,
+                    select: str | None = None) -> CurvedSubspace:
+    """S from the images ``x`` ``(N, *shape)``.
 
     Parameters
     ----------
     m : dimension of S (``1 <= m < d``).
-    signs : ``"both"`` (the m largest |eigenvalues| of either sign), ``"positive"`` or ``"negative"``.
-    estimator, step : Hessian estimator (``"auto"``, ``"exact"``, ``"fd"``) and fd step h in pixels.
-    candidates, tol : passed to ``boundary.boundary_point``.
+    construction : ``"projected"`` (the average projected, normalised curvature operator at boundary points;
+        default) or ``"paper"`` (the average raw Hessian at ``x + 0.8 r``, :func:`paper_points`); module docstring.
+    select : ``"most"`` (the m largest |eigenvalues| of either sign, default), ``"positive"``, ``"negative"`` or
+        ``"both-ends"`` (ceil(m/2) most positive and floor(m/2) most negative).
+    signs : the older name of the first three selections (``"both"`` = ``"most"``).
+    estimator, step : Hessian estimator (``"auto"``, ``"exact"``, ``"fd"``) and fd step h in pixels
+        (``"auto"`` is ``"fd"`` for the paper construction).
+    candidates, tol : passed to ``boundary.boundary_point`` (``candidates`` also to the paper's DeepFool).
     lanczos_tol, max_iter, seed : passed to ``lanczos.signed_eigs`` (``max_iter`` default :func:`default_max_iter`).
-    boundary : a precomputed ``BoundaryResult`` for ``x`` (skips the boundary search).
+    boundary : a precomputed ``BoundaryResult`` for ``x``: of ``boundary.boundary_point`` (projected) or of the
+        paper's ``boundary.deepfool`` run (paper, see :func:`paper_points`); skips that search.
     progress : ``progress(fraction, message)`` callback.
 
-    Images whose boundary search did not converge are left out (their number is in
-    ``settings["dropped"]``)."""
+    Images whose boundary search did not converge (projected) or that DeepFool did not fool within its 5
+    iterations (paper) are left out (their number is in ``settings["dropped"]``)."""
     from .boundary import boundary_point
     from .lanczos import signed_eigs
 
     progress = progress or _noop
-    if signs not in SIGNS:
-        raise GeometryError(f"signs must be one of {', '.join(SIGNS)}, got {signs!r}")
+    select = resolve_select(select, signs)
+    construction = check_construction(construction)
+    paper = construction == "paper"
     m = _check_m(m, clf.dim)
-    est = resolve_estimator(clf, estimator)
+    est = resolve_estimator(clf, estimator, construction)
     h = resolve_step(clf, est, step)
     t0 = time.perf_counter()
     x = clf.as_batch(x)
-    if boundary is None:
-        progress(0.02, f"boundary points of {x.shape[0]} images (DeepFool + bisection)")
-        boundary = boundary_point(clf, x, candidates=candidates, tol=tol)
-    ok = boundary.converged & (boundary.boundary_label != boundary.side_label)
-    if int(ok.sum()) < 1:
-        raise GeometryError("no boundary point converged for these images; use more images or a larger tolerance")
-    z, k, j = boundary.point[ok], boundary.side_label[ok], boundary.boundary_label[ok]
-    progress(0.2, f"average curvature operator over {int(ok.sum())} boundary points ({est})")
-    op = AverageCurvatureOperator(clf, z, k, j, est, h, batch_size)
+    if paper:
+        if boundary is None:
+            progress(0.02, f"DeepFool ({PAPER_DEEPFOOL_ITER} iterations at most) on {x.shape[0]} images")
+        z, k, j, ok = paper_points(clf, x, candidates=candidates, deepfool_result=boundary)
+        if int(ok.sum()) < 1:
+            raise GeometryError(f"DeepFool fooled none of these images within {PAPER_DEEPFOOL_ITER} iterations; "
+                                "use more images")
+        what = f"average Hessian at x + {PAPER_FRACTION:g} r over {int(ok.sum())} points ({est})"
+    else:
+        if boundary is None:
+            progress(0.02, f"boundary points of {x.shape[0]} images (DeepFool + bisection)")
+            boundary = boundary_point(clf, x, candidates=candidates, tol=tol)
+        ok = boundary.converged & (boundary.boundary_label != boundary.side_label)
+        if int(ok.sum()) < 1:
+            raise GeometryError("no boundary point converged for these images; use more images or a larger "
+                                "tolerance")
+        z, k, j = boundary.point[ok], boundary.side_label[ok], boundary.boundary_label[ok]
+        what = f"average curvature operator over {int(ok.sum())} boundary points ({est})"
+    progress(0.2, what)
+    op = (AverageHessianOperator if paper else AverageCurvatureOperator)(clf, z, k, j, est, h, batch_size)
     n_eig = min(m, clf.dim // 2)
     if max_iter is None:
         max_iter = default_max_iter(m, clf.dim)
     expected = max_iter
     matvec = op.matvec
+    name = "average Hessian" if paper else "average operator"
 
     def counting(V):
         out = matvec(V)
         steps = op.hvp_count // max(1, op.num_points)
-        progress(min(0.2 + 0.75 * steps / expected, 0.95), f"Lanczos on the average operator: {steps} products")
+        progress(min(0.2 + 0.75 * steps / expected, 0.95), f"Lanczos on the {name}: {steps} products")
         return out
 
     op.matvec = counting  # progress per Lanczos step; the solver only sees a matvec
@@ -450,10 +612,12 @@ def curved_subspace(clf: Classifier, x, *, m: int = DEFAULT_M, signs: str = "bot
     vecs = res.vectors.to(torch.float64).cpu()
     if len(vals) < m:
         raise GeometryError(f"the solver returned {len(vals)} eigenpairs, fewer than m = {m}; lower m")
-    basis, picked = _select(vals, vecs, m, signs)
-    settings = {"m": m, "signs": signs, "estimator": est, "step": h, "candidates": candidates, "tol": tol,
-                "lanczos_tol": lanczos_tol, "max_iter": max_iter, "seed": seed, "images": int(x.shape[0]),
-                "dropped": int((~ok).sum())}
+    basis, picked = _select(vals, vecs, m, select)
+    settings = {"m": m, **selection_fields(select), "estimator": est, "step": h, "candidates": candidates,
+                "tol": tol, "lanczos_tol": lanczos_tol, "max_iter": max_iter, "seed": seed, "images": int(x.shape[0]),
+                "dropped": int((~ok).sum()), **construction_fields(construction)}
+    if paper:  # points x + 0.8 r that are no longer in the image's class (the authors do not check)
+        settings["past_boundary"] = int((clf.logits(z).argmax(1) != k).sum())
     progress(1.0, "done")
     return CurvedSubspace(basis, picked, np.sort(vals)[::-1], clf.input_shape, clf.name,
                           model_fingerprint(clf), settings, int(ok.sum()), int(op.hvp_count),
@@ -461,14 +625,17 @@ def curved_subspace(clf: Classifier, x, *, m: int = DEFAULT_M, signs: str = "bot
                           k.cpu().numpy(), j.cpu().numpy(), None, vecs, vals)
 
 
-def subspace_settings(clf: Classifier, *, images: int = DEFAULT_IMAGES, m: int = DEFAULT_M, signs: str = "both",
+def subspace_settings(clf: Classifier, *, images: int = DEFAULT_IMAGES, m: int = DEFAULT_M, signs: str | None = None,
                       estimator: str = "auto", step: float | None = None, seed: int = 0, candidates: int = 10,
-                      split: str = "train") -> dict:
-    """The settings that identify a cached S (estimator and step resolved)."""
-    est = resolve_estimator(clf, estimator)
-    return {"images": int(images), "m": int(m), "signs": signs, "estimator": est,
+                      split: str = "train", construction: str = DEFAULT_CONSTRUCTION,
+                      select: str | None = None) -> dict:
+    """The settings that identify a cached S (estimator and step resolved). With the default construction the
+    dict is exactly the one of earlier versions (so saved and shipped S keep matching); other choices add keys."""
+    select = resolve_select(select, signs)
+    est = resolve_estimator(clf, estimator, construction)
+    return {"images": int(images), "m": int(m), **selection_fields(select), "estimator": est,
             "step": resolve_step(clf, est, step), "seed": int(seed), "candidates": int(candidates), "split": split,
-            "dtype": str(clf.dtype).replace("torch.", "")}
+            "dtype": str(clf.dtype).replace("torch.", ""), **construction_fields(construction)}
 
 
 def subspace_path(clf: Classifier, settings: dict, directory: str | Path | None = None) -> Path:
@@ -476,19 +643,24 @@ def subspace_path(clf: Classifier, settings: dict, directory: str | Path | None 
     return cache_dir(directory) / "subspace" / f"{safe}-{model_fingerprint(clf)}-{settings_key(settings)}.npz"
 
 
-def model_subspace(clf: Classifier, *, images: int = DEFAULT_IMAGES, m: int = DEFAULT_M, signs: str = "both",
+def model_subspace(clf: Classifier, *, images: int = DEFAULT_IMAGES, m: int = DEFAULT_M, signs: str | None = None,
                    estimator: str = "auto", step: float | None = None, seed: int = 0, candidates: int = 10,
                    split: str = "train", cache: str | Path | None | bool = None, recompute: bool = False,
-                   progress: Progress | None = None) -> CurvedSubspace:
+                   progress: Progress | None = None, construction: str = DEFAULT_CONSTRUCTION,
+                   select: str | None = None) -> CurvedSubspace:
     """S for a model from ``images`` images of its dataset's ``split``, loaded from the cache when saved.
+
+    ``construction`` (``"projected"`` | ``"paper"``) and ``select`` (``"most"`` | ``"positive"`` | ``"negative"`` |
+    ``"both-ends"``; ``signs`` is its older name) as in :func:`curved_subspace`.
 
     Looks first for the S shipped with a bundled model for these settings (``geometry.precomputed``:
     used only when the model's fingerprint, the settings, the images and the code version match),
     then in the cache, and computes S only when neither has it.
     ``cache``: a folder, ``None`` for :func:`cache_dir`, or ``False`` to neither read nor write (shipped
     results included). ``recompute=True`` ignores every saved S (and overwrites the cached one)."""
-    settings = subspace_settings(clf, images=images, m=m, signs=signs, estimator=estimator, step=step, seed=seed,
-                                 candidates=candidates, split=split)
+    select = resolve_select(select, signs)
+    settings = subspace_settings(clf, images=images, m=m, select=select, estimator=estimator, step=step, seed=seed,
+                                 candidates=candidates, split=split, construction=construction)
     if cache is not False and not recompute:
         from .precomputed import shipped_subspace
 
@@ -508,8 +680,8 @@ def model_subspace(clf: Classifier, *, images: int = DEFAULT_IMAGES, m: int = DE
                 progress(1.0, f"loaded S from {path}")
             return S
     x, _ = dataset_images(clf, images, split=split, seed=seed)
-    S = curved_subspace(clf, x, m=m, signs=signs, estimator=settings["estimator"], step=settings["step"],
-                        candidates=candidates, seed=seed, progress=progress)
+    S = curved_subspace(clf, x, m=m, select=select, estimator=settings["estimator"], step=settings["step"],
+                        candidates=candidates, seed=seed, progress=progress, construction=construction)
     S.settings.update(split=split, dtype=settings["dtype"])
     if path is not None:
         try:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.linalg import subspace_angles
 
-from analytic import DTYPE, dense_projected_hessian, quadratic_classifier, tiny_cnn
+from analytic import DTYPE, dense_projected_hessian, quadratic_classifier, sphere_classifier, tiny_cnn
 from geometry.boundary import boundary_point
 from geometry.errors import GeometryError
 from geometry.subspace import (AverageCurvatureOperator, CurvedSubspace, curved_subspace, model_fingerprint,
@@ -189,3 +189,208 @@ def test_batched_hvp_engine_gives_the_same_operator():
     a = AverageCurvatureOperator(clf, b.point, b.side_label, b.boundary_label, "exact").matvec(V)
     c = AverageCurvatureOperator(clf, b.point, b.side_label, b.boundary_label, "exact", engine="batched_hvp").matvec(V)
     assert torch.allclose(a, c, atol=1e-10)
+
+
+# ------------------------------------------------------------------ both constructions, all selections
+# A quadratic classifier q(x) = x^T A x / 2 + b^T x + c with A's spectrum known: the raw Hessian of F = f_1 - f_0 = q
+# is A everywhere, so the paper construction (average raw Hessian at x + 0.8 r) is A itself for images of class 1,
+# whatever points DeepFool reaches; the projected one is the mean of P_i A P_i / |A z_i + b| over boundary points.
+LAM = np.array([3.0, -2.6, 2.2, 1.8, -0.9, 0.5, -0.2, 0.1, 0.0, 0.0, 0.0, 0.0])
+EXPECTED = {  # select -> eigenvalues of S for m = 4, in |eigenvalue| order
+    "most": [3.0, -2.6, 2.2, 1.8],
+    "positive": [3.0, 2.2, 1.8, 0.5],
+    "negative": [-2.6, -0.9, -0.2],  # only three negative curvatures exist
+    "both-ends": [3.0, -2.6, 2.2, -0.9],  # ceil(4/2) most positive and floor(4/2) most negative
+}
+
+
+def _spectral_quadratic(seed=0):
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    b = rng.standard_normal(D)
+    b /= np.linalg.norm(b)
+    clf = quadratic_classifier(Q @ np.diag(LAM) @ Q.T, b, 0.5)
+    x = torch.tensor(0.1 * rng.standard_normal((10, D)), dtype=DTYPE)
+    assert bool((clf.predict(x) == 1).all())  # F = f_1 - f_0 = q at every image
+    return clf, Q, b, x
+
+
+def _eigvecs(Q, values):
+    return Q[:, [int(np.flatnonzero(LAM == v)[0]) for v in values]]
+
+
+@pytest.mark.parametrize("estimator", ["exact", "fd"])
+@pytest.mark.parametrize("select", list(EXPECTED))
+def test_paper_construction_is_the_raw_hessian(select, estimator):
+    clf, Q, _, x = _spectral_quadratic()
+    S = curved_subspace(clf, x, m=4, construction="paper", select=select, estimator=estimator, lanczos_tol=1e-12)
+    want = EXPECTED[select]
+    assert S.eigenvalues == pytest.approx(want, abs=1e-8)
+    assert np.max(subspace_angles(S.basis.numpy(), _eigvecs(Q, want))) < 1e-8
+    # each direction is the eigenvector of its own eigenvalue (not just the same span)
+    for i, v in enumerate(want):
+        assert abs(float(S.basis[:, i] @ torch.as_tensor(_eigvecs(Q, [v])[:, 0]))) == pytest.approx(1.0, abs=1e-8)
+    assert torch.allclose(S.basis.T @ S.basis, torch.eye(S.m, dtype=S.basis.dtype), atol=1e-10)
+    assert S.construction == "paper" and S.select == select and S.num_points == 10
+    assert S.settings["construction"] == "paper" and S.settings["deepfool_iter"] == 5
+    assert S.settings["fraction"] == 0.8 and S.settings["past_boundary"] == 0 and S.settings["estimator"] == estimator
+    assert ("select" in S.settings) == (select == "both-ends")
+
+
+def test_paper_auto_estimator_is_finite_differences_at_the_default_step(gelu_model):
+    from geometry.operators import default_step
+    from geometry.subspace import subspace_settings
+
+    assert resolve_estimator(gelu_model, "auto", "paper") == "fd"
+    assert resolve_estimator(gelu_model, "auto", "projected") == "exact"
+    s = subspace_settings(gelu_model, construction="paper")
+    assert s["estimator"] == "fd" and s["step"] == default_step(gelu_model)  # c sqrt(d) range / 512, c = 10
+    assert default_step(gelu_model) == pytest.approx(10 * 28 / 512)
+    clf, Q, _, x = _spectral_quadratic()
+    S = curved_subspace(clf, x, m=2, construction="paper", lanczos_tol=1e-12)
+    assert S.settings["estimator"] == "fd" and S.settings["step"] == pytest.approx(default_step(clf))
+    assert S.eigenvalues == pytest.approx([3.0, -2.6], abs=1e-8)
+
+
+@pytest.mark.parametrize("select", list(EXPECTED))
+def test_projected_construction_in_closed_form(select):
+    clf, Q, b, x = _spectral_quadratic()
+    A = Q @ np.diag(LAM) @ Q.T
+    bd = boundary_point(clf, x, clip=False)
+    assert bool(bd.converged.all()) and bool((bd.side_label == 1).all())
+    truth = np.zeros((D, D))
+    for z in bd.point.numpy():
+        g = A @ z + b
+        n = g / np.linalg.norm(g)
+        P = np.eye(D) - np.outer(n, n)
+        truth += P @ A @ P / np.linalg.norm(g) / len(x)
+    vals, vecs = np.linalg.eigh(truth)
+    S = curved_subspace(clf, x, m=4, select=select, estimator="exact", lanczos_tol=1e-12, boundary=bd)
+    pos, neg = [i for i in np.argsort(-vals) if vals[i] > 1e-9], [i for i in np.argsort(vals) if vals[i] < -1e-9]
+    pick = {"most": list(np.argsort(-np.abs(vals))[:4]), "positive": pos[:4], "negative": neg[:4],
+            "both-ends": pos[:2] + neg[:2]}[select]
+    pick = sorted(pick, key=lambda i: -abs(vals[i]))
+    assert S.eigenvalues == pytest.approx(vals[pick], abs=1e-8)
+    assert np.max(subspace_angles(S.basis.numpy(), vecs[:, pick])) < 1e-7
+    assert S.construction == "projected" and S.select == select and "construction" not in S.settings
+    # ... and it is not the raw Hessian: the two constructions differ on this classifier
+    if select == "most":
+        assert np.max(np.abs(S.eigenvalues - np.array(EXPECTED["most"]))) > 0.1
+
+
+def test_both_constructions_on_a_sphere():
+    """Ball of radius R: raw Hessian of F is -I/R inside (class 1), +I/R outside (class 0), so the paper
+    construction over 3 inside + 1 outside images is -(3 - 1)/4 I/R; the projected one is mean_i s_i P_i / |z_i|."""
+    R, d = 2.0, 6
+    clf = sphere_classifier(np.zeros(d), R)
+    rng = np.random.default_rng(5)
+    u = rng.standard_normal((4, d))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    x = torch.tensor(u * np.array([[0.5], [1.0], [1.5], [2.6]]), dtype=DTYPE)  # the last one outside
+    S = curved_subspace(clf, x, m=2, construction="paper", estimator="exact", lanczos_tol=1e-12)
+    assert S.num_points == 4 and S.eigenvalues == pytest.approx([-0.5 / R] * 2, abs=1e-10)
+    with pytest.raises(GeometryError, match="no positively curved"):
+        curved_subspace(clf, x, m=2, construction="paper", select="positive", estimator="exact")
+    bd = boundary_point(clf, x, clip=False)
+    sgn = np.where(bd.side_label.numpy() == 1, -1.0, 1.0)
+    # |grad F| = |z| / R at the (numerically found) boundary point z, so P H P / |g| = s P / |z|
+    truth = sum(s * (np.eye(d) - np.outer(z, z) / (z @ z)) / np.linalg.norm(z)
+                for s, z in zip(sgn, bd.point.numpy())) / 4
+    vals = np.linalg.eigvalsh(truth)
+    Sp = curved_subspace(clf, x, m=2, estimator="exact", lanczos_tol=1e-12, boundary=bd)
+    assert Sp.eigenvalues == pytest.approx(sorted(vals, key=lambda v: -abs(v))[:2], abs=1e-8)
+
+
+def test_paper_points_are_short_of_the_boundary():
+    """z = x + 0.8 r with r = DeepFool (5 iterations, overshoot 0.05, no clipping): still in the image's class."""
+    from geometry.boundary import deepfool
+    from geometry.subspace import paper_points
+
+    clf, _, _, x = _spectral_quadratic()
+    z, k, j, ok = paper_points(clf, x)
+    ref = deepfool(clf, x, overshoot=0.05, max_iter=5, clip=False)
+    assert bool(ok.all()) and torch.equal(ok, ref.converged)
+    assert torch.allclose(z, x + 0.8 * ref.perturbation, atol=0, rtol=0)
+    assert torch.equal(clf.predict(z), k) and bool((j != k).all())
+    assert ref.params["overshoot"] == 0.05 and ref.params["max_iter"] == 5 and not ref.params["clip"]
+
+
+def test_reselection_equals_computing_with_that_selection():
+    clf, _, _, x = _spectral_quadratic()
+    for construction in ("projected", "paper"):
+        S = curved_subspace(clf, x, m=4, construction=construction, estimator="exact", lanczos_tol=1e-12)
+        for select in ("positive", "negative", "both-ends", "most"):
+            direct = curved_subspace(clf, x, m=4, construction=construction, select=select, estimator="exact",
+                                     lanczos_tol=1e-12)
+            again = S.with_select(select)
+            assert np.allclose(again.basis.numpy(), direct.basis.numpy(), atol=1e-10)
+            assert again.m == direct.m and again.select == select
+            # settings agree but for m: re-selection records the directions it kept (3 negative here)
+            assert {k: v for k, v in again.settings.items() if k != "m"} == \
+                {k: v for k, v in direct.settings.items() if k != "m"}
+        assert S.with_signs("negative").settings == S.with_select("negative").settings
+
+
+def test_select_and_signs_are_one_option():
+    from geometry.subspace import resolve_select, selection_fields
+
+    assert resolve_select() == "most" and resolve_select(signs="both") == "most"
+    assert resolve_select(signs="positive") == "positive" == resolve_select("positive", "positive")
+    with pytest.raises(GeometryError, match="contradicts"):
+        resolve_select("both-ends", "both")
+    with pytest.raises(GeometryError, match="select must be one of"):
+        resolve_select("first")
+    with pytest.raises(GeometryError, match="construction must be one of"):
+        curved_subspace(_spectral_quadratic()[0], torch.zeros(1, D, dtype=DTYPE), m=2, construction="authors")
+    # the recorded settings of the three old selections are exactly the old ones
+    assert selection_fields("most") == {"signs": "both"} and selection_fields("negative") == {"signs": "negative"}
+    assert selection_fields("both-ends") == {"signs": "both", "select": "both-ends"}
+
+
+def test_default_settings_keys_are_unchanged(gelu_model):
+    """The settings of the default construction and selection are byte-identical to earlier versions (shipped
+    results are found by them); only non-default choices add keys."""
+    from geometry.subspace import settings_key, subspace_settings
+
+    old = {"images": 100, "m": 20, "signs": "both", "estimator": "exact", "step": None, "seed": 0, "candidates": 10,
+           "split": "train", "dtype": "float32"}
+    for kw in ({}, {"construction": "projected"}, {"select": "most"}, {"signs": "both"}):
+        s = subspace_settings(gelu_model, **kw)
+        assert json.dumps(s, sort_keys=True) == json.dumps(old, sort_keys=True)
+        assert settings_key(s) == settings_key(old)
+    assert subspace_settings(gelu_model, select="negative") == dict(old, signs="negative")
+    paper = subspace_settings(gelu_model, construction="paper", select="both-ends")
+    assert set(paper) - set(old) == {"construction", "deepfool_iter", "overshoot", "fraction", "select"}
+
+
+def test_subspace_cli_construction_and_select(tmp_path, capsys):
+    from geometry.cli import main
+
+    base = ["subspace", "--model", "digits_mlp", "--subspace-images", "12", "--m", "4", "--cache-dir", str(tmp_path),
+            "--json"]
+    assert main(base) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert default["construction"] == "projected" and default["select"] == "most"
+    assert "construction" not in default["settings"] and "select" not in default["settings"]
+    assert main(base + ["--construction", "paper", "--select", "both-ends"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["construction"] == "paper" and out["select"] == "both-ends" and out["d"] == 64
+    assert out["settings"]["construction"] == "paper" and out["settings"]["estimator"] == "fd"
+    assert out["positive"] <= 2 and out["negative"] <= 2 and out["m"] == len(out["eigenvalues"]) <= 4
+    assert out["cache_path"] != default["cache_path"]
+    for key in ("model", "m", "d", "eigenvalues", "positive", "negative", "num_points", "hvp_count", "seconds",
+                "converged", "random_baseline", "settings", "cache_path", "device", "saved"):
+        assert key in out
+    # --select positive is --signs positive: the same saved S
+    assert main(base + ["--select", "positive"]) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert main(base + ["--signs", "positive"]) == 0
+    b = json.loads(capsys.readouterr().out)
+    assert a["cache_path"] == b["cache_path"] and a["select"] == b["select"] == "positive"
+    assert a["settings"]["signs"] == "positive" and "select" not in a["settings"]
+    # contradicting options are refused before any work
+    assert main(base + ["--signs", "both", "--select", "negative"]) == 2
+    assert "contradicts" in capsys.readouterr().err
+    # plain text names the construction
+    assert main(base[:-1] + ["--construction", "paper", "--select", "both-ends"]) == 0
+    assert "construction paper" in capsys.readouterr().out
