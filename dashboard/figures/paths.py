@@ -117,7 +117,7 @@ def margin_figure(path, class_names, position: float | None = None, height: int 
                                      marker=dict(symbol="diamond", size=9, color="white",
                                                  line=dict(color=PATH_COLOR, width=1.5)),
                                      hovertemplate="anchor at s=%{x:.3f}<br>margin %{y:.4g}<extra></extra>"))
-    fig.add_hline(y=0, line=dict(color="black", width=1))
+    fig.add_hline(y=0, line=dict(color="#888888", width=1.5))  # grey: visible on light and dark themes
     if position is not None:
         fig.add_vline(x=position, line=dict(color="#555", width=1, dash="dot"))
     fig.update_layout(title=dict(text=f"Margin of class {name} (f_{name} − best other logit): path vs straight chord",

@@ -341,7 +341,7 @@ def margin_surface_figure(a, b, margin, class_name: str, axis_names=("a", "b"), 
                                    line=dict(color="black", width=7), name=f"boundary of {k}",
                                    hoverinfo="skip", connectgaps=False))
         fig.add_trace(go.Scatter3d(x=xs, y=ys, z=[None if v is None else floor for v in xs], mode="lines",
-                                   line=dict(color="black", width=3, dash="dash"), hoverinfo="skip",
+                                   line=dict(color="#888888", width=3, dash="dash"), hoverinfo="skip",
                                    name="boundary, shadow on the floor", connectgaps=False))
     for p in points:
         h = _bilinear(a, b, z, p.a, p.b)
