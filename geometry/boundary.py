@@ -21,6 +21,24 @@ Conventions (ours where the paper is silent; tested in tests/test_boundary.py):
   winner (``label`` is still k(x), ``boundary_label`` is t).
 - Images that do not reach the other side within ``max_iter`` (or whose gradients
   vanish) come back with ``converged=False``, never silently.
+- Minimal refinement (``refine`` rounds; by default :data:`REFINE_ROUNDS` for untargeted runs
+  in the pixel range, none for targeted or unclipped ones): DeepFool's last step lands past the
+  boundary by however much the linearisation was off, and its direction is the one from the last
+  iterate, not the shortest one. Each round brackets the crossing on the current ray x -> x + r
+  (Illinois secant steps on the logit margin, forward passes only), takes the gradient of
+  ``F = f_near - f_far`` there and solves the linearised problem exactly inside the box: the
+  smallest ``r'`` with ``grad F . (x + r' - z) <= 0`` and ``x + r'`` in range is
+  ``clip(-s grad F)`` for a scalar ``s >= 0`` (solved exactly over the sorted breakpoints, no model calls). Its norm is at
+  most ``|z - x|``. The returned point is ``x + (1 + overshoot) t r`` at the crossing ``t`` of the
+  best ray (capped at the ray's end, so always in range), and a candidate replaces the previous one
+  only when it is still on the other side and shorter: the result is never longer than plain
+  DeepFool's. On the bundled MNIST models this is what makes the median L2 no larger than foolbox's
+  L2DeepFoolAttack (``bench/bench_deepfool.py``).
+- Why not foolbox's bookkeeping: foolbox keeps the unclipped running total and clips only the
+  iterate; we keep the total equal to the applied perturbation. Measured on 100 held-out images
+  per bundled MNIST model, the two bookkeepings give the same medians (within 0.1%); the 4-8%
+  gap to foolbox came from freezing coordinates at a bound (fewer, larger steps that land
+  further past the boundary), which the refinement closes while keeping the iteration count low.
 
 Gradients of all candidate logit differences for all active images come from one
 backward pass (``torch.func.vjp`` vmapped over the candidates; a replicated-batch
@@ -42,6 +60,8 @@ ATTACK_OVERSHOOT = 0.02
 DEFAULT_CANDIDATES = 10
 BOUNDARY_TOL = 1e-4
 BISECTION_ITER = 60
+REFINE_ROUNDS = 2  # minimal refinement rounds (module docstring); 0 is plain DeepFool
+CROSSING_ITER = 5  # Illinois secant steps bracketing the crossing on a ray during refinement
 
 _vjp_ok: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # module -> torch.func works on it
 
@@ -119,8 +139,19 @@ def _check_options(candidates, overshoot, max_iter, clf):
 def candidate_gradients(clf: Classifier, p: torch.Tensor, classes: torch.Tensor):
     """Logits ``(B, L)`` at ``p`` and gradients ``(B, C, *shape)`` of ``f_{classes[b, c]}`` at ``p[b]``.
 
-    One forward and one (vmapped) backward for all images and candidates."""
+    One forward for all images; on the CPU one backward per candidate through the retained graph (on the
+    bundled LeNets, 2 threads: the gradients of 100 images in about half the time of the vmapped backward),
+    elsewhere one vmapped backward."""
     B, C = classes.shape
+    if p.device.type == "cpu":
+        with torch.enable_grad():
+            pr = p.detach().requires_grad_(True)
+            out = clf.module(pr)
+            gs = []
+            for c in range(C):
+                (g,) = torch.autograd.grad(out.gather(1, classes[:, c:c + 1]).sum(), pr, retain_graph=c < C - 1)
+                gs.append(g)
+        return out.detach(), torch.stack(gs, 1)
     key = clf.module
     if _vjp_ok.get(key, True):
         try:
@@ -150,8 +181,131 @@ def _free_mask(p_flat, w_flat, lo, hi, eps):
     return ~((at_lo & (w_flat < 0)) | (at_hi & (w_flat > 0)))
 
 
+def _far_side(logits, label, tgt):
+    """True where the logits are on the other side: the label lost (untargeted) or the target wins."""
+    top = logits.argmax(1)
+    return (top == tgt) if tgt is not None else (top != label)
+
+
+def _margin(logits, label, tgt):
+    """A continuous logit margin that is > 0 on the other side (for secant steps)."""
+    own = tgt if tgt is not None else label
+    other = logits.scatter(1, own[:, None], float("-inf")).max(1).values
+    mine = logits.gather(1, own[:, None])[:, 0]
+    return (mine - other) if tgt is not None else (other - mine)
+
+
+def _crossing(clf, x, r, label, tgt, iters=CROSSING_ITER):
+    """Bracket the crossing on ``x + t r``, t in [0, 1], for images whose ``x`` is on the near side and
+    ``x + r`` on the other: Illinois secant steps on :func:`_margin`. Returns ``t_hi`` ``(A,)``, the
+    smallest t found on the other side."""
+    A = x.shape[0]
+    dt, dev = x.dtype, x.device
+    expand = lambda t: t.reshape(-1, *([1] * (x.dim() - 1)))  # noqa: E731
+    t_lo = torch.zeros(A, dtype=dt, device=dev)
+    t_hi = torch.ones(A, dtype=dt, device=dev)
+    g_lo = _margin(clf.logits(x), label, tgt).to(dt)
+    g_hi = _margin(clf.logits(x + r), label, tgt).to(dt)
+    last = torch.zeros(A, dtype=torch.long, device=dev)  # +1: hi moved last time, -1: lo moved
+    for _ in range(iters):
+        denom = g_hi - g_lo
+        frac = torch.where(denom > 0, -g_lo / denom.clamp_min(1e-30), torch.full_like(denom, 0.5))
+        frac = torch.where(torch.isfinite(frac), frac, torch.full_like(frac, 0.5)).clamp(1e-3, 1 - 1e-3)
+        t_m = t_lo + frac * (t_hi - t_lo)
+        Lm = clf.logits(x + expand(t_m) * r)
+        far = _far_side(Lm, label, tgt)
+        gm = _margin(Lm, label, tgt).to(dt)
+        # keep the margins' signs consistent with the sides (ties on the argmax)
+        gm = torch.where(far, gm.clamp_min(1e-12), gm.clamp_max(0.0))
+        # Illinois: an end point that stays twice has its margin halved in the next secant step
+        g_hi = torch.where(far, gm, torch.where(last == -1, g_hi * 0.5, g_hi))
+        g_lo = torch.where(~far, gm, torch.where(last == 1, g_lo * 0.5, g_lo))
+        t_hi = torch.where(far, t_m, t_hi)
+        t_lo = torch.where(far, t_lo, t_m)
+        last = torch.where(far, torch.ones_like(last), -torch.ones_like(last))
+    return t_hi
+
+
+def _box_projection(x, z, g, lo, hi):
+    """The smallest ``r`` with ``g . (x + r - z) <= 0`` and ``x + r`` in ``[lo, hi]``: ``clip(-s g)`` for the
+    smallest ``s >= 0`` that satisfies it. ``-g . clip(-s g) = sum_i g_i^2 min(s, b_i)`` with breakpoints
+    ``b_i`` (where coordinate i reaches its bound) is piecewise linear and increasing in s, so s is solved
+    exactly after sorting the breakpoints (no model calls). ``z`` must be in the box (then ``z - x`` is
+    feasible and ``|r| <= |z - x|``). Returns ``(r, clipped)``."""
+    A = x.shape[0]
+    xf, gf = x.reshape(A, -1), g.reshape(A, -1)
+    need = -(gf * (z.reshape(A, -1) - xf)).sum(1)  # > 0 when x is on the near side of the tangent plane
+    gg = gf * gf
+    dist = torch.where(gf > 0, xf - lo, hi - xf)
+    b = torch.where(gg > 0, dist / gf.abs().clamp_min(1e-300), torch.full_like(gf, float("inf")))
+    b, order = b.sort(1)
+    w = gg.gather(1, order)
+    finite = torch.isfinite(b)
+    Acum = torch.where(finite, b * w, torch.zeros_like(b)).cumsum(1)
+    Wcum = w.cumsum(1)
+    total = Wcum[:, -1:]
+    R = (total - Wcum).clamp_min(0.0)
+    V = torch.where(finite, Acum + torch.where(finite, b, torch.zeros_like(b)) * R, torch.full_like(b, float("inf")))
+    m = (V < need[:, None]).sum(1)  # breakpoints passed before the constraint is met
+    prev = (m - 1).clamp_min(0)[:, None]
+    A_prev = torch.where(m > 0, Acum.gather(1, prev)[:, 0], torch.zeros_like(need))
+    R_prev = torch.where(m > 0, R.gather(1, prev)[:, 0], total[:, 0])
+    s = ((need - A_prev) / R_prev.clamp_min(1e-300)).clamp_min(0.0)
+    s = torch.where(m >= b.shape[1], b[:, -1].nan_to_num(posinf=0.0), s)  # every coordinate at its bound
+    free = -s[:, None] * gf
+    r = torch.maximum(torch.minimum(free, hi - xf), lo - xf)
+    return r.reshape(x.shape), (r != free).any(1)
+
+
+def _refine(clf, x, point, label, tgt, overshoot, rounds, clip):
+    """Minimal refinement of DeepFool's points (module docstring). ``x``, ``point`` ``(A, *shape)``,
+    every ``point`` on the other side. Returns ``(point, clipped)``: never longer than the input."""
+    A = x.shape[0]
+    dt = x.dtype
+    expand = lambda t: t.reshape(-1, *([1] * (x.dim() - 1)))  # noqa: E731
+    lo, hi = clf.pixel_range if clip else (float("-inf"), float("inf"))
+    best = point.clone()
+    best_n = (point - x).reshape(A, -1).norm(dim=1)
+    clipped = torch.zeros(A, dtype=torch.bool, device=x.device)
+    ray_clipped = torch.zeros_like(clipped)
+    r = point - x
+    for rnd in range(rounds + 1):
+        t = _crossing(clf, x, r, label, tgt)
+        # the overshoot as in the main loop: (1 + overshoot) times the perturbation, clamped to the range
+        cand = x + torch.maximum(torch.minimum((1 + overshoot) * expand(t) * r, hi - x), lo - x)
+        L = clf.logits(cand)
+        n = (cand - x).reshape(A, -1).norm(dim=1)
+        better = _far_side(L, label, tgt) & (n < best_n)
+        best[better], best_n[better] = cand[better], n[better]
+        clipped |= better & (ray_clipped | (cand != x + (1 + overshoot) * expand(t) * r).reshape(A, -1).any(1))
+        if rnd == rounds:
+            break
+        z = (x + expand(t) * r).detach()
+        Lz = clf.logits(z)
+        if tgt is None:
+            near, far = label, Lz.scatter(1, label[:, None], float("-inf")).argmax(1)
+        else:
+            near, far = Lz.scatter(1, tgt[:, None], float("-inf")).argmax(1), tgt
+        with torch.enable_grad():
+            zz = z.clone().requires_grad_(True)
+            out = clf.module(zz)
+            F = (out.gather(1, near[:, None]) - out.gather(1, far[:, None])).sum()
+            (g,) = torch.autograd.grad(F, zz)
+        r_new, cl = _box_projection(x, z, g.to(dt), lo, hi)
+        # the ray must end on the other side: try its end, else twice as far (clamped to the range)
+        end1 = x + r_new
+        end2 = (x + 2 * r_new).clamp(lo, hi)
+        far1 = _far_side(clf.logits(end1), label, tgt)
+        far2 = _far_side(clf.logits(end2), label, tgt)
+        ok = torch.isfinite(r_new.reshape(A, -1)).all(1) & (far1 | far2)
+        r_next = torch.where(expand(far1), end1 - x, end2 - x)
+        r = torch.where(expand(ok), r_next, r)
+        ray_clipped = torch.where(ok, cl | (~far1 & (end2 != x + 2 * r_new).reshape(A, -1).any(1)), ray_clipped)
+    return best, clipped
+
+
 def deepfool(clf: Classifier, x, *, candidates: int = DEFAULT_CANDIDATES, overshoot: float = ATTACK_OVERSHOOT,
-             max_iter: int = 50, target=None, clip: bool = True) -> BoundaryResult:
+             max_iter: int = 50, target=None, clip: bool = True, refine: int | None = None) -> BoundaryResult:
     """L2 DeepFool on a batch (or one image); all images advance together.
 
     Parameters
@@ -162,11 +316,17 @@ def deepfool(clf: Classifier, x, *, candidates: int = DEFAULT_CANDIDATES, oversh
     max_iter : iteration budget per image.
     target : None (untargeted), a class, or ``(B,)`` classes: push each image *into* that class.
     clip : keep iterates in ``clf.pixel_range`` (recorded in ``clipped``).
+    refine : rounds of minimal refinement (module docstring); None -> :data:`REFINE_ROUNDS` for untargeted
+        runs with ``clip=True``, else 0 (plain DeepFool, as the paper's construction and paths use it).
 
-    Returns a :class:`BoundaryResult`; ``point`` is the first iterate on the other side
-    (label != k, or label == target) and ``boundary_label`` its label."""
+    Returns a :class:`BoundaryResult`; ``point`` is on the other side (label != k, or label == target): the
+    first iterate there, or with ``refine`` a shorter point found from it; ``boundary_label`` is its label."""
     x = clf.as_batch(x).detach()
     C = _check_options(candidates, overshoot, max_iter, clf)
+    if refine is None:
+        refine = REFINE_ROUNDS if (target is None and clip) else 0
+    if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
+        raise GeometryError(f"refine must be a non-negative integer (rounds), got {refine!r}")
     B, shape = x.shape[0], x.shape[1:]
     dev = x.device
     tgt = _targets(target, B, clf)
@@ -226,6 +386,12 @@ def deepfool(clf: Classifier, x, *, candidates: int = DEFAULT_CANDIDATES, oversh
         iterations[active[ok]] += 1
         current[active] = clf.logits(new).argmax(1)
         done = (current == tgt) if tgt is not None else (current != label)
+    moved = (done & (iterations > 0)).nonzero().flatten()
+    if refine > 0 and moved.numel() > 0:
+        pts, rcl = _refine(clf, x[moved], point[moved], label[moved], None if tgt is None else tgt[moved],
+                           overshoot, refine, clip)
+        point[moved] = pts
+        clipped[moved] |= rcl
     logits_end = clf.logits(point)
     if tgt is not None:
         j = tgt.clone()
@@ -241,7 +407,7 @@ def deepfool(clf: Classifier, x, *, candidates: int = DEFAULT_CANDIDATES, oversh
         residual = (logits_end.gather(1, label[:, None]) - logits_end.gather(1, j[:, None]))[:, 0].abs()
     params = {"candidates": C, "overshoot": float(overshoot), "max_iter": int(max_iter),
               "target": None if tgt is None else tgt.tolist(), "clip": bool(clip), "method": "deepfool",
-              "step_nudge": STEP_NUDGE}
+              "step_nudge": STEP_NUDGE, "refine": int(refine)}
     near = None if tgt is None else torch.where(label == tgt, tgt, k_side)
     return BoundaryResult(x, point, point - x, label, j, iterations, done.clone(), residual, clipped, params, near)
 
@@ -290,9 +456,11 @@ def boundary_point(clf: Classifier, x, *, candidates: int = DEFAULT_CANDIDATES, 
     crossed = side(L_hi, slice(None)) & ~trivial & df.converged
     best_t = t_hi.clone()
     best_res = torch.full((B,), float("inf"), dtype=dt, device=dev)
-    near, far, _ = pair(L_hi, L_hi, slice(None))
+    near, far, F_end = pair(L_hi, L_hi, slice(None))
     best_near, best_far = near.clone(), far.clone()
-    conv = torch.zeros(B, dtype=torch.bool, device=dev)
+    # a refined DeepFool point can already sit on the boundary within tol: then it is the answer
+    conv = crossed & (F_end.abs() <= tol)
+    best_res = torch.where(conv, F_end.abs(), best_res)
     for it in range(BISECTION_ITER):
         act = (crossed & ~conv).nonzero().flatten()
         if act.numel() == 0:

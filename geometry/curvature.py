@@ -110,6 +110,29 @@ class CurvatureResult:
                 "normal": self.normal}
 
 
+NOT_COMPUTED_NOTE = (" No Hessian-vector products were spent: the model is known to be piecewise linear, so the exact "
+                     "answer is zero almost everywhere (estimator='auto' chooses fd for such models).")
+
+
+def resolve_estimator(clf: Classifier, estimator: str = "auto") -> str:
+    """``"auto"`` -> ``"exact"`` for smooth networks, ``"fd"`` for piecewise-linear or unknown ones (the rule of
+    :func:`geometry.subspace.resolve_estimator`); an exact Hessian is never computed for a model known to be
+    piecewise linear unless asked for by name (and then not computed either: it is zero almost everywhere)."""
+    if estimator == "auto":
+        return "exact" if clf.piecewise_linear is False else "fd"
+    return estimator
+
+
+def _flat_spectrum(normal: torch.Tensor, m: int, full: bool, seed: int) -> EigResult:
+    """Zero curvatures on ``m - 1`` orthonormal tangent directions, without a Hessian-vector product."""
+    d = normal.numel()
+    g = torch.Generator(device="cpu").manual_seed(int(seed))
+    M = torch.randn(d, m - 1, generator=g, dtype=torch.float64).to(device=normal.device, dtype=normal.dtype)
+    Q, _ = torch.linalg.qr(torch.cat([normal.reshape(-1, 1), M], 1))
+    vectors = Q[:, 1:m]
+    return EigResult(np.zeros(m - 1), vectors, 0, True, np.zeros(m - 1), 0, "full" if full else "lanczos", 0.0)
+
+
 def _zero_warning(clf: Classifier, step: float) -> str:
     if clf.piecewise_linear:
         why = "the network is piecewise linear (ReLU / max-pooling):"
@@ -126,7 +149,10 @@ def principal_curvatures(clf: Classifier, x, *, estimator: str = "exact", step: 
     Parameters
     ----------
     x : one image (``input_shape`` or ``(1, *input_shape)``) in pixel space.
-    estimator : "exact" (autograd Hessian) or "fd" (central differences of gradients at step h).
+    estimator : "exact" (autograd Hessian), "fd" (central differences of gradients at step h) or "auto" (exact for
+        smooth networks, fd for piecewise-linear or unknown ones). For a model known to be piecewise linear
+        (``clf.piecewise_linear`` True) "exact" returns zeros without computing any Hessian-vector product,
+        with a warning: that is the exact answer almost everywhere.
     step : finite-difference step h in pixel units (default :func:`geometry.operators.default_step`).
     k : curvatures per end of the spectrum for Lanczos (``2k`` values in all).
     boundary : a :class:`BoundaryResult` of one image to reuse (else :func:`boundary_point` is run).
@@ -136,8 +162,10 @@ def principal_curvatures(clf: Classifier, x, *, estimator: str = "exact", step: 
 
     The sign convention is :data:`SIGN_CONVENTION`. Raises :class:`ConvergenceError` when no
     boundary point was found."""
+    if estimator == "auto":
+        estimator = resolve_estimator(clf)
     if estimator not in ESTIMATORS:
-        raise GeometryError(f"estimator must be 'exact' or 'fd', got {estimator!r}")
+        raise GeometryError(f"estimator must be 'auto', 'exact' or 'fd', got {estimator!r}")
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise GeometryError(f"k must be a positive integer, got {k!r}")
     if boundary is None:
@@ -165,13 +193,19 @@ def principal_curvatures(clf: Classifier, x, *, estimator: str = "exact", step: 
     z = boundary.point[:1]
     op = curvature_operator(clf, z, k_cls, j_cls, estimator, step)
     normal = op.normal
-    if full:
+    if estimator == "exact" and clf.piecewise_linear:
+        eig = _flat_spectrum(normal, d if full else min(2 * k, d - 1) + 1, full, seed)
+    elif full:
         eig: EigResult = full_spectrum(op, exclude=normal[:, None])
     else:
         eig = signed_eigs(op, k, tol=tol, max_iter=max_iter, seed=seed, exclude=normal[:, None])
     curv = eig.values
     warning = None
-    if estimator == "exact" and (np.abs(curv).max() if len(curv) else 0.0) <= ZERO_CURVATURE:
+    if estimator == "exact" and clf.piecewise_linear:
+        from .operators import default_step
+
+        warning = _zero_warning(clf, default_step(clf)) + NOT_COMPUTED_NOTE
+    elif estimator == "exact" and (np.abs(curv).max() if len(curv) else 0.0) <= ZERO_CURVATURE:
         from .operators import default_step
 
         warning = _zero_warning(clf, default_step(clf))

@@ -91,8 +91,11 @@ def test_curvature_json_matches_the_library(image_file, tmp_path):
 def test_curvature_fd_on_relu_and_torchscript_file(image_file, tmp_path):
     relu = zoo("mnist_lenet_relu")
     exact = json.loads(run_cli("curvature", "--model", "mnist_lenet_relu", "--image", str(image_file), "--k", "2",
-                               "--json").stdout)
+                               "--estimator", "exact", "--json").stdout)
     assert all(c == 0 for c in exact["curvatures"]) and "piecewise linear" in exact["warning"]
+    # asked for by name it still answers, without spending a Hessian-vector product on the zeros
+    assert exact["estimator"] == "exact" and exact["hvp_count"] == 0 and len(exact["curvatures"]) == 4
+    assert "zero almost everywhere" in exact["warning"] and exact["converged"]
     # the same network as a TorchScript file, with the facts the file does not carry on the command line
     path = tmp_path / "relu.pt"
     torch.jit.save(torch.jit.trace(relu.module, torch.rand(1, 1, 28, 28)), str(path))
@@ -119,3 +122,27 @@ def test_errors_are_one_line(image_file):
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+
+
+def test_curvature_estimator_auto_is_the_default(image_file):
+    """No --estimator: fd on the piecewise-linear ReLU net (non-zero curvatures, no zero warning), exact on the
+    smooth GELU net; the JSON fields are the same and name the estimator used."""
+    relu = json.loads(run_cli("curvature", "--model", "mnist_lenet_relu", "--image", str(image_file), "--k", "2",
+                              "--lanczos", "--max-iter", "40", "--json").stdout)
+    assert relu["estimator"] == "fd" and relu["step"] == pytest.approx(10 * 28 / 512)
+    assert max(abs(c) for c in relu["curvatures"]) > 1e-2
+    assert not relu["warning"] or "piecewise linear" not in relu["warning"]
+    explicit = json.loads(run_cli("curvature", "--model", "mnist_lenet_relu", "--image", str(image_file), "--k", "2",
+                                  "--lanczos", "--max-iter", "40", "--estimator", "auto", "--json").stdout)
+    assert explicit["curvatures"] == relu["curvatures"]
+    gelu = json.loads(run_cli("curvature", "--model", "mnist_lenet_gelu", "--image", str(image_file), "--k", "2",
+                              "--json").stdout)
+    assert gelu["estimator"] == "exact" and gelu["step"] is None and gelu["hvp_count"] > 0
+    assert gelu["curvatures"][0] > 0 > gelu["curvatures"][-1]
+    # --step with auto is fine where auto means fd, and refused (one line) where it means exact
+    fd = json.loads(run_cli("curvature", "--model", "mnist_lenet_relu", "--image", str(image_file), "--k", "2",
+                            "--lanczos", "--max-iter", "40", "--step", "0.3", "--json").stdout)
+    assert fd["estimator"] == "fd" and fd["step"] == pytest.approx(0.3)
+    proc = run_cli("curvature", "--model", "mnist_lenet_gelu", "--image", str(image_file), "--step", "0.3",
+                   check=False)
+    assert proc.returncode == 2 and "--estimator fd" in proc.stderr

@@ -129,6 +129,20 @@ def test_relu_network_exact_is_zero_with_explanation_fd_is_not():
     fd = principal_curvatures(relu, x, boundary=b, estimator="fd", full=True)
     assert np.abs(fd.curvatures).max() > 1e-3 and fd.step is not None
     assert fd.boundary is b
+    # known piecewise linear: exact spends no Hessian-vector product, its directions are still tangent and
+    # orthonormal; auto means fd there
+    assert exact.hvp_count == 0 and len(exact.curvatures) == 6 and "zero almost everywhere" in exact.warning
+    V = exact.directions
+    assert torch.allclose(V.T @ V, torch.eye(6, dtype=V.dtype), atol=1e-10)
+    assert float((exact.normal.reshape(-1) @ V).abs().max()) < 1e-10
+    full = principal_curvatures(relu, x, boundary=b, estimator="exact", full=True)
+    assert full.hvp_count == 0 and len(full.curvatures) == 35 and np.all(full.curvatures == 0)
+    auto = principal_curvatures(relu, x, boundary=b, estimator="auto", full=True)
+    assert auto.estimator == "fd" and np.allclose(auto.curvatures, fd.curvatures)
+    smooth = tiny_cnn("tanh", side=6, seed=1)
+    xs = torch.rand(1, 6, 6, generator=torch.Generator().manual_seed(1), dtype=D)
+    a = principal_curvatures(smooth, xs, estimator="auto", full=False, k=2, tol=1e-10)
+    assert a.estimator == "exact" and a.hvp_count > 0 and a.warning is None
 
 
 def test_zoo_model_float32(gelu_model):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..boundary import boundary_point
-from ..curvature import principal_curvatures
+from ..curvature import principal_curvatures, resolve_estimator
 from ..errors import GeometryError
 from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args, positive, save_npz
 from .deepfool import add_target_argument, parse_target
@@ -14,8 +14,10 @@ HELP = "principal curvatures (signed) of the decision boundary at the image's bo
 def add_arguments(p):
     add_model_arguments(p)
     add_image_arguments(p)
-    p.add_argument("--estimator", choices=("exact", "fd"), default="exact",
-                   help="exact (autograd Hessian; zero for ReLU nets) or fd (finite differences of gradients)")
+    p.add_argument("--estimator", choices=("auto", "exact", "fd"), default="auto",
+                   help="auto (default: exact for smooth networks, fd for piecewise-linear or unknown ones), exact "
+                        "(autograd Hessian; zero almost everywhere for ReLU nets, so not computed there) or fd "
+                        "(finite differences of gradients)")
     p.add_argument("--step", type=float, default=None,
                    help="finite-difference step h in pixels (default c*sqrt(d)*pixel_span/512, c=10)")
     p.add_argument("--k", type=int, default=10, help="curvatures per end of the spectrum (Lanczos; default 10)")
@@ -32,7 +34,7 @@ def add_arguments(p):
 
 
 def validate(args) -> None:
-    if args.step is not None and args.estimator != "fd":
+    if args.step is not None and args.estimator == "exact":
         raise GeometryError("--step is the finite-difference step; use it with --estimator fd")
     positive(args.step, "--step")
     positive(args.k, "--k", integer=True)
@@ -43,10 +45,14 @@ def validate(args) -> None:
 def run(args) -> dict:
     validate(args)
     clf = model_from_args(args)
+    estimator = resolve_estimator(clf, args.estimator)
+    if args.step is not None and estimator != "fd":
+        raise GeometryError(f"--step is the finite-difference step, but --estimator auto chose exact for {clf.name} "
+                            "(a smooth network); add --estimator fd to use it")
     img = image_from_args(args, clf)
     target = parse_target(args.target, clf)
     b = boundary_point(clf, img.tensor, target=target)
-    res = principal_curvatures(clf, img.tensor, estimator=args.estimator, step=args.step, k=args.k, boundary=b,
+    res = principal_curvatures(clf, img.tensor, estimator=estimator, step=args.step, k=args.k, boundary=b,
                                target=target, full=True if args.full else (False if args.lanczos else None), tol=args.tol,
                                max_iter=args.max_iter, seed=args.seed)
     out = {"model": clf.name, **res.summary(), "class_name": clf.class_names[res.label],
