@@ -56,11 +56,27 @@ def has_ink(png: bytes) -> bool:
         return int(np.asarray(im.convert("L")).max()) > 0
 
 
+MAX_INK_FRACTION = 0.5   # a canvas more than half covered is not a digit
+
+
+def ink_fraction(png: bytes) -> float:
+    """The share of canvas pixels carrying ink."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        a = np.asarray(im.convert("L"))
+    return float((a > 25).mean())
+
+
 def drawing_image(png: bytes | None, clf) -> ImageInput | None:
-    """The drawing as the model's input, converted exactly like an uploaded image; None for an empty canvas."""
+    """The drawing as the model's input, converted like an uploaded image (but never inverted: the canvas is
+    white on black); None for an empty canvas. A canvas mostly covered in ink is refused."""
     if png is None or not has_ink(png):
         return None
-    img = load_image(png, clf, name="drawing.png")
+    if ink_fraction(png) > MAX_INK_FRACTION:
+        raise ImageError(f"the drawing covers {ink_fraction(png):.0%} of the canvas; draw one digit in white "
+                         "strokes on the black background (Clear starts again)")
+    img = load_image(png, clf, name="drawing.png", light_on_dark=True)
     img.source = "drawing"
     return img
 
@@ -84,6 +100,12 @@ def draw_source(clf) -> ImageInput | None:
 
     side = st.sidebar
     side.caption("Draw a digit in white. The prediction updates each time you lift the pen.")
+    if getattr(clf, "dataset", None) not in ("mnist", "digits"):
+        side.warning("This model was not trained on handwritten digits: a drawing is converted to its input, but "
+                     "its answers to one mean little.")
+    elif tuple(clf.input_shape) != (1, 28, 28):
+        side.caption(f"This model reads {clf.input_shape[-1]}x{clf.input_shape[-2]} digits: the drawing is shrunk "
+                     "to that size, which loses most strokes; its answers are less reliable than on MNIST models.")
     key = f"draw_canvas_{st.session_state.get(DRAW_GEN, 0)}"
     with side:
         result = st_canvas(stroke_width=STROKE_PX, stroke_color="#FFFFFF", background_color="#000000",

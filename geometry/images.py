@@ -24,6 +24,9 @@ MAX_IMAGE_BYTES = limits.IMAGE_BYTES.default      # the defaults; the limits in 
 MAX_IMAGE_PIXELS = limits.IMAGE_PIXELS.default
 IMAGE_FORMATS = ("PNG", "JPEG")                   # the only decoders PIL may use on an upload
 DIGIT_DATASETS = ("mnist", "digits")
+# how much of the image the digit's bounding box fills once centred: MNIST's 20x20 box in 28x28; the 8x8
+# digits (UCI optdigits: bitmaps size-normalised to their whole box, then averaged over 4x4 blocks) fill it all
+DIGIT_BOX = {"mnist": 20 / 28, "digits": 1.0}
 
 
 @dataclass
@@ -163,8 +166,9 @@ def _npy_header(data: bytes, name: str, clf: Classifier) -> None:
         raise ImageError(f"{name} declares {need:,} bytes of data but holds {have:,}; it is truncated")
 
 
-def _center_digit(gray: np.ndarray, side: int) -> tuple[np.ndarray, str]:
-    """MNIST-style: crop the ink's bounding box, fit it in a box of 20/28 of the side, centre it."""
+def _center_digit(gray: np.ndarray, side: int, box_fraction: float = 20 / 28,
+                  style: str = "MNIST style") -> tuple[np.ndarray, str]:
+    """Crop the ink's bounding box, fit it in a box of ``box_fraction`` of the side (MNIST: 20/28), centre it."""
     from PIL import Image
 
     ink = gray > 0.1 * gray.max() if gray.max() > 0 else np.zeros_like(gray, dtype=bool)
@@ -174,7 +178,7 @@ def _center_digit(gray: np.ndarray, side: int) -> tuple[np.ndarray, str]:
     rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
     crop = gray[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     h, w = crop.shape
-    box = max(1, round(side * 20 / 28))
+    box = max(1, round(side * box_fraction))
     scale = box / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     small = np.asarray(Image.fromarray((crop * 255).astype(np.uint8)).resize((nw, nh), Image.LANCZOS),
@@ -182,11 +186,15 @@ def _center_digit(gray: np.ndarray, side: int) -> tuple[np.ndarray, str]:
     out = np.zeros((side, side), dtype=np.float32)
     top, left = (side - nh) // 2, (side - nw) // 2
     out[top:top + nh, left:left + nw] = small
-    return out, f"cropped the digit, scaled it into {box}x{box} and centred it in {side}x{side} (MNIST style)"
+    return out, f"cropped the digit, scaled it into {box}x{box} and centred it in {side}x{side} ({style})"
 
 
-def convert_pil(img, clf: Classifier, digit_like: bool | None = None, source: str = "image") -> ImageInput:
-    """Convert a PIL image to the model's channels, size and pixel range, listing each step."""
+def convert_pil(img, clf: Classifier, digit_like: bool | None = None, source: str = "image",
+                light_on_dark: bool | None = None) -> ImageInput:
+    """Convert a PIL image to the model's channels, size and pixel range, listing each step.
+
+    ``light_on_dark``: None guesses from the border whether a digit is dark on light (and inverts it);
+    True never inverts (a drawing made in white on black), False always does."""
     from PIL import Image
 
     c, h, w = (clf.input_shape + (1, 1))[:3] if len(clf.input_shape) == 3 else (None, None, None)
@@ -209,10 +217,11 @@ def convert_pil(img, clf: Classifier, digit_like: bool | None = None, source: st
     digit_like = clf.dataset in DIGIT_DATASETS if digit_like is None else digit_like
     if digit_like and c == 1:
         border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
-        if border.mean() > 0.5:
+        if light_on_dark is False or (light_on_dark is None and border.mean() > 0.5):
             arr = 1.0 - arr
             steps.append("inverted a light background (the model expects a light digit on black)")
-        arr, step = _center_digit(arr, h) if h == w else (arr, "")
+        style = "MNIST style" if clf.dataset != "digits" else "8x8 digits style: the digit fills the box"
+        arr, step = _center_digit(arr, h, DIGIT_BOX.get(clf.dataset, 20 / 28), style) if h == w else (arr, "")
         if step:
             steps.append(step)
     if arr.shape[:2] != (h, w):
@@ -289,8 +298,11 @@ def _too_big(name: str, max_bytes: int) -> ImageError:
                       f"raise it deliberately with {limits.IMAGE_BYTES.env})")
 
 
-def load_image(src: str | Path | bytes, clf: Classifier, name: str | None = None) -> ImageInput:
-    """An image for ``clf`` from a gallery reference, a PNG/JPEG/.npy path, or uploaded bytes (give ``name``)."""
+def load_image(src: str | Path | bytes, clf: Classifier, name: str | None = None,
+               light_on_dark: bool | None = None) -> ImageInput:
+    """An image for ``clf`` from a gallery reference, a PNG/JPEG/.npy path, or uploaded bytes (give ``name``).
+
+    ``light_on_dark``: see :func:`convert_pil` (True for a drawing in white on black)."""
     if isinstance(src, str) and src.startswith("gallery:"):
         dataset, cls, index = parse_gallery_ref(src)
         if dataset is not None and dataset not in DATASETS:
@@ -322,6 +334,6 @@ def load_image(src: str | Path | bytes, clf: Classifier, name: str | None = None
         except Exception as exc:
             raise ImageError(f"{name} is not a readable .npy file ({exc.__class__.__name__})") from None
         return convert_array(arr, clf, name)
-    out = convert_pil(_open_pil(data, name), clf)
+    out = convert_pil(_open_pil(data, name), clf, light_on_dark=light_on_dark)
     out.source = f"upload {name}"
     return out

@@ -188,3 +188,32 @@ def test_thumbnail_figure_is_the_gallery():
         assert np.abs(tile - split.x[members[40 + k], 0]).max() < 0.01
     assert len(fig.layout.shapes) == 1       # the current image (45) is framed
     assert len(thumbnail_figure("digits", 0, 0, 0).data[1].customdata) == 36
+
+
+def test_a_drawing_is_never_inverted_and_a_mostly_inked_canvas_is_refused():
+    """The canvas is white on black: a bold digit covering much of it must not be read as its negative;
+    a canvas more than half covered is refused with a message (never a guess)."""
+    import io as _io
+
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from conftest import zoo
+    from dashboard.gallery import drawing_image
+    from geometry.errors import ImageError
+
+    clf = zoo("mnist_lenet_gelu")
+    a = np.zeros((280, 280), dtype=np.uint8)
+    a[:, 60:200] = 255            # a very bold "1": 50% of the border is ink
+    a[:, :20] = 0
+    buf = _io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    img = drawing_image(buf.getvalue(), clf)
+    assert not any("inverted" in s for s in img.steps)
+    assert float(img.tensor.max()) > 0.9 and float(img.tensor[0, 0, 0]) == 0.0
+    full = np.full((280, 280), 255, dtype=np.uint8)
+    buf = _io.BytesIO()
+    Image.fromarray(full).save(buf, format="PNG")
+    with pytest.raises(ImageError, match="covers 100% of the canvas"):
+        drawing_image(buf.getvalue(), clf)

@@ -67,3 +67,28 @@ def test_cross_section_settings_from_the_link():
     assert at.session_state["sec_resolution"] == 33 and at.session_state["sec_seed"] == 7
     assert at.session_state["sec_estimator"] == "auto" and at.session_state["sec_extent"] == 3.0
     assert "Two random directions" in [h.value for h in at.subheader]
+
+
+def test_compare_and_paths_links_outside_the_widgets_limits_are_ignored():
+    at = _app({"cmp_models": "mnist_lenet_relu~mnist_lenet_gelu~mnist_lenet_gelu_pgd~digits_mlp~mnist_lenet_relu"})
+    at.switch_page("views/compare.py").run()
+    assert_page_ok(at)
+    assert 2 <= len(at.session_state["cmp_models"]) <= 4
+    at = _app({"paths_max_anchors": "100000", "paths_overshoot": "-1e300", "paths_npairs": "-3",
+               "paths_seed": "-1", "paths_index2": "-7"})
+    at.switch_page("views/paths.py").run()
+    assert_page_ok(at)
+    assert 1 <= at.session_state["paths_max_anchors"] <= 64 and 0 <= at.session_state["paths_overshoot"] <= 1
+
+
+def test_presentation_mode_then_next_in_the_lesson():
+    at = _app({"lesson_step": "4"})
+    at.run()
+    at.sidebar.toggle(key="presentation").set_value(True).run()
+    assert_page_ok(at)
+    at.button(key="lesson_next").click().run()
+    assert_page_ok(at)
+    assert any("Step 5 of" in m.value for m in at.markdown)
+    at.sidebar.toggle(key="presentation").set_value(False).run()
+    at.button(key="lesson_back").click().run()
+    assert any("Step 4 of" in m.value for m in at.markdown)

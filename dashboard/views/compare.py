@@ -80,9 +80,10 @@ def _settings() -> None:
 clf = current_model()
 img = current_image()
 options, refs = _options(clf)
-links.shared("cmp_models", _default(options), options=options)
+links.shared("cmp_models", _default(options), options=options,
+             check=lambda v: 2 <= len(v) <= MAX_MODELS and len(set(v)) == len(v))
 links.shared("cmp_plane", list(PLANES)[0], options=list(PLANES))
-links.shared("cmp_seed", 0)
+links.shared("cmp_seed", 0, check=lambda v: 0 <= v < 2**31)
 links.shared("cmp_resolution", 65, options=RESOLUTIONS)
 links.shared("cmp_k", 10, options=KS)
 links.shared("cmp_estimator", list(ESTIMATORS)[0], options=list(ESTIMATORS))

@@ -126,7 +126,8 @@ def step_sees():
     with a:
         show(image_figure(x, "The input", clf.pixel_range, height=300), key="lesson_image")
     with b:
-        st.metric("Predicted class", names[label], f"p = {float(probs[label]):.3f}", delta_color="off")
+        st.metric("Predicted class", names[label], f"p = {float(probs[label]):.3f}", delta_color="off",
+                  delta_arrow="off")
         show(probability_figure(probs, names, top=min(5, clf.num_classes), title="How sure the model is"),
              key="lesson_probs")
 
@@ -151,7 +152,7 @@ def step_boundary():
 
 def _section_step(spec: str, key: str):
     section = _section(spec)
-    show(section_figure(section, title=""), key=key)
+    show(section_figure(section, title="", height=470), key=key)
     info = section.plane.info
     if "boundary_distance" in info:
         st.caption(f"The image is at the centre; the boundary towards {names[info['boundary_label']]} is "
@@ -190,15 +191,22 @@ def _path_step(x2, what: str, key: str, x1=None):
     else:
         st.warning(f"No path was found within the search budget for this pair ({(path.stopped or {}).get('reason', '')})"
                    "; try another image.")
+        return ("Here the search stopped before it found a path, which proves nothing either way: "
+                "the straight line leaves the class, and a longer search might still join the two images.")
+    return None
 
 
 def step_path():
     label = _label()
     x1, first, other, leaves = _same_class_pair(label)
-    _path_step(other.tensor, f"From {first} to {other.source}.", "lesson_path", x1=x1)
+    failed = _path_step(other.tensor, f"From {first} to {other.source}.", "lesson_path", x1=x1)
+    if failed:
+        return failed
     if not leaves:
+        others = ", ".join(names[c] for c in (3, 5, 8) if c != label and c < len(names))
         return (f"No straight line between two gallery images of class {names[label]} was seen leaving the class "
-                "(a sampled scan): this class looks convex here. Try a 3, a 5 or an 8, where lines often leave.")
+                f"(a sampled scan), so here the straight line itself stays inside: the region looks convex. "
+                + (f"Try an image of class {others}, where lines often leave." if others else ""))
     return None
 
 
@@ -212,7 +220,7 @@ def step_adversarial_path():
         show(image_figure(x_adv, f"A {names[src.label]} the model calls {names[label]}", clf.pixel_range, height=240),
              key="lesson_adv_img")
     with b:
-        _path_step(x_adv, f"The other end is {src.source} pushed into class {names[label]}.", "lesson_adv_path")
+        return _path_step(x_adv, f"The other end is {src.source} pushed into class {names[label]}.", "lesson_adv_path")
 
 
 def step_shared():
@@ -271,7 +279,7 @@ STEPS = [  # (title, what to look at, what to notice, render)
      step_boundary),
     ("A flat slice through the boundary",
      "A [[cross_section|cross-section]]: images along the change DeepFool found (towards the boundary) and along a "
-     "random change, coloured by the model's answer; the star is the image. Only the unhatched corner holds valid "
+     "random change, coloured by the model's answer; the star is the image. Only the unhatched wedge holds valid "
      "images (every pixel inside the [[pixel_range|pixel range]]); the model still answers everywhere else.",
      "Along a random direction the boundary is a straight line: nearly flat.",
      step_flat),
@@ -288,8 +296,8 @@ STEPS = [  # (title, what to look at, what to notice, render)
      "or [[positive_curvature|positive]]) than the other.",
      step_spectrum),
     ("Two images of a class are connected",
-     "Two images of the same class whose [[chord|straight line]] leaves the class, and a [[path|connecting path]] "
-     "between them: the model's [[margin|margin]] for the class along both.",
+     "Two images of the same class (when there is one, a pair whose [[chord|straight line]] leaves the class) and "
+     "a [[path|connecting path]] between them: the model's [[margin|margin]] for the class along both.",
      "The straight line dips below zero (another class) but the path never does: the [[region|class region]] is "
      "[[connected|connected]], by a path that bends only a little.",
      step_path),
@@ -318,7 +326,12 @@ links.shared("lesson_step", 1, options=range(1, n + 1))
 
 
 def _go(delta: int) -> None:
-    st.session_state.lesson_step = min(max(int(st.session_state.lesson_step) + delta, 1), n)
+    step_ = int(st.session_state.get("lesson_step", 1))
+    st.session_state.lesson_step = min(max(step_ + delta, 1), n)
+
+
+def _jump() -> None:
+    st.session_state.lesson_step = int(st.session_state.lesson_jump)
 
 
 step = int(st.session_state.lesson_step)
@@ -334,7 +347,9 @@ with guarded(f"step {step}"):
     notice = render() or notice   # a step may say what this image shows instead of the general remark
 st.markdown(expand(f"**What to notice:** {notice}"), unsafe_allow_html=True)
 if not presentation():
-    st.select_slider("Jump to step", options=list(range(1, n + 1)), key="lesson_step",
+    # its own key: a widget key disappears while the widget is hidden (presentation mode)
+    st.session_state.lesson_jump = step
+    st.select_slider("Jump to step", options=list(range(1, n + 1)), key="lesson_jump", on_change=_jump,
                      format_func=lambda i: f"{i}. {STEPS[i - 1][0]}")
     glossary_section()
     st.caption(f"The science behind each step, in full: docs/science.md in the repository. After {CITATION}.")

@@ -85,16 +85,16 @@ def _init_state(label: int, modes: list[str]):
         st.session_state._paths_url_seen = True
         if "paths_index2" in st.query_params:
             st.session_state._paths_index2_class = label
-    links.shared("paths_index2", 0)
-    links.shared("paths_max_anchors", DEFAULT_MAX_ANCHORS)
+    links.shared("paths_index2", 0, check=lambda v: v >= 0)
+    links.shared("paths_max_anchors", DEFAULT_MAX_ANCHORS, options=range(1, 65))
     links.shared("paths_verification", "auto", options=list(VERIFICATIONS))
-    links.shared("paths_overshoot", PROJECTION_OVERSHOOT)
+    links.shared("paths_overshoot", PROJECTION_OVERSHOOT, check=lambda v: 0.0 <= v <= 1.0)
     links.shared("paths_resolution", DEFAULT_PLANE_RESOLUTION, options=PLANE_RESOLUTIONS)
     links.shared("paths_src_class", -1)
-    links.shared("paths_src_index", 0)
-    links.shared("paths_npairs", 10)
+    links.shared("paths_src_index", 0, check=lambda v: v >= 0)
+    links.shared("paths_npairs", 10, options=range(2, 51))
     links.shared("paths_kind", "natural", options=["natural", "adversarial"])
-    links.shared("paths_seed", 0)
+    links.shared("paths_seed", 0, check=lambda v: 0 <= v < 2**31)
     if "paths_walk" not in st.session_state:
         st.session_state.paths_walk = 0
 

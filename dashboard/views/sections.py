@@ -153,9 +153,11 @@ img = current_image()
 counts = _init_state(clf)
 
 st.header("Cross-sections of the decision boundary")
-plain("Each picture is a flat slice through image space around the image, coloured by the model's answer: on "
-      "the left towards the nearest [[boundary|boundary]] and along a random change that keeps the image valid "
-      "(unhatched), on the right across the boundary and along the direction where it [[curvature|bends]] most.")
+plain("Each picture is a flat slice through image space around the image, coloured by the model's answer; its "
+      "two directions are named above it. Hatched points are not valid images (some pixel leaves the "
+      "[[pixel_range|pixel range]]), though the model still answers there. By default: on the left towards the "
+      "nearest [[boundary|boundary]] and along a random change that keeps the image valid, on the right across "
+      "the boundary and along the direction where it [[curvature|bends]] most.")
 formulas("A cross-section is the plane $x_0 + a\\,u + b\\,v$ through the image (or its boundary point z), coloured "
          "by the class the model predicts at every point. The *flat* view spans the boundary normal "
          "$\\nabla F/|\\nabla F|$ (F = f_k − f_j) and a random tangent direction; the *curved* view replaces the "
