@@ -60,7 +60,7 @@ DIRECTION_SETS = ("all", "positive", "negative")
 curved directions of the same average operator (``CurvedSubspace.with_signs``; an exploratory variant)."""
 ATTACKS = ("deepfool", "fgsm", "pgd")
 DEFAULT_SIZES = (1.0, 1.5, 2.0)
-DETECTOR_VERSION = 2
+DETECTOR_VERSION = 3  # 3: DeepFool refinement (attacks moved)
 
 
 def _noop(frac: float, msg: str) -> None:

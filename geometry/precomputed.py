@@ -9,8 +9,10 @@ saved in the user's cache folder (``subspace.cache_dir``).
 
 One entry is two files: ``<stem>.json`` (what it is: the code version :data:`CODE_VERSION`, the
 kind, the model's fingerprint ``subspace.model_fingerprint``, the settings ``key``, a digest of
-the images the computation used, the SHA-256 of the arrays file, and the scalar results) and
-``<stem>.npz`` (the arrays). An entry is used only when all of these match the request; a
+the images the computation used, the SHA-256 of the arrays file, the scalar results, and the SHA-256
+of all of that, ``record_sha256``) and ``<stem>.npz`` (the arrays). An entry is used only when all of
+these match the request and its values are finite and in range (rates in [0, 1], labels among the
+model's classes); a
 missing, stale (another model, other settings, other images, another code version), damaged or
 altered entry is passed over — with the reason logged on the ``geometry.precomputed`` logger —
 and the result is computed again. Files are read with ``json`` and ``np.load(allow_pickle=False)``
@@ -42,8 +44,9 @@ from .subspace import CACHE_VERSION, CurvedSubspace, cache_dir, model_fingerprin
 
 log = logging.getLogger("geometry.precomputed")
 
-FORMAT_VERSION = 1
-"""Bump when what an entry holds, or how any stored result is computed, changes."""
+FORMAT_VERSION = 2
+"""Bump when what an entry holds, or how any stored result is computed, changes.
+2: the record's own digest; DeepFool's in-range refinement (shorter attacks and boundary points)."""
 
 
 def _code_version() -> str:
@@ -167,10 +170,17 @@ def write_entry(folder: str | Path, stem: str, *, kind: str, fingerprint: str, k
     os.replace(tmp, npz)
     record = {"version": CODE_VERSION, "kind": kind, "fingerprint": fingerprint, "key": _normal(key), "data": data,
               "npz": npz.name, "npz_sha256": digest, "meta": _normal(meta)}
+    record["record_sha256"] = record_digest(record)
     tmp = folder / f".{stem}.tmp{os.getpid()}.json"
     tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, js)
     return js
+
+
+def record_digest(record: dict) -> str:
+    """SHA-256 of a record's canonical JSON without its own digest: any edit of a scalar result shows."""
+    body = {k: v for k, v in record.items() if k != "record_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def read_entry(folder: str | Path | None, stem: str, *, kind: str, fingerprint: str, key: dict,
@@ -195,6 +205,9 @@ def read_entry(folder: str | Path | None, stem: str, *, kind: str, fingerprint: 
     if record.get("version") != CODE_VERSION:
         log.warning("ignoring the %s result %s: written by code version %r, this is %r%s", where, js,
                     record.get("version"), CODE_VERSION, "; run `make precompute`" if where == "shipped" else "")
+        return None
+    if record.get("record_sha256") != record_digest(record):
+        log.warning("ignoring the %s result %s: the record was altered (its SHA-256 differs)", where, js)
         return None
     if record.get("kind") != kind:
         log.warning("ignoring the %s result %s: it holds %r, not %r", where, js, record.get("kind"), kind)
@@ -363,10 +376,27 @@ def encode_detector(det) -> tuple[dict, dict]:
     return meta, arrays
 
 
+def _finite(arrays: dict, names) -> None:
+    for n in names:
+        if not np.isfinite(np.asarray(arrays[n], dtype=np.float64)).all():
+            raise ValueError(f"{n} holds values that are not finite")
+
+
+def _rates(*values) -> None:
+    """Rates and fractions must lie in [0, 1]."""
+    for v in values:
+        v = np.asarray(v, dtype=np.float64)
+        if v.size and not ((v >= 0) & (v <= 1)).all():
+            raise ValueError("a rate or fraction lies outside [0, 1]")
+
+
 def decode_detector(entry: Entry, clf):
     from .detection import Detector
 
     a, meta = entry.arrays, entry.meta
+    _finite(a, ("calibration_scores",))
+    if not np.isfinite(float(meta["threshold"])) or not 0 < float(meta["fpr"]) < 1:
+        raise ValueError("threshold or false-positive rate out of range")
     if a["basis"].ndim != 2 or a["basis"].shape[0] != clf.dim or not np.isfinite(a["basis"]).all():
         raise ValueError(f"basis {a['basis'].shape} does not fit a model with d = {clf.dim}")
     if int(meta["sign"]) not in (-1, 1):
@@ -416,6 +446,8 @@ def decode_vulnerability(entry: Entry, S: CurvedSubspace):
         raise ValueError("the fooling-rate arrays differ in length")
     if int(meta["m"]) != S.m or int(meta["d"]) != S.dim:
         raise ValueError("m or d differ from S")
+    _finite(a, ("ratios", "random", "eps", "subspace", "whole"))
+    _rates(a["subspace"], a["whole"], a["ratios"], a["random"])
     conc = Concentration(a["ratios"], a["random"], a["norms"], a["labels"], a["adversarial_labels"], int(meta["m"]),
                          int(meta["d"]), dict(meta["concentration_settings"]))
     fool = FoolingRates(a["eps"], a["subspace"], a["whole"], int(meta["draws"]), int(meta["images"]),
@@ -469,5 +501,8 @@ def decode_evaluation(entry: Entry, det):
                               float(r["auc"]), fpr_, tpr_, float(r["detection_rate"]), int(r["detected"]),
                               float(r["recovery_detected"]), float(r["recovery_all"]), float(r["rho_true"]),
                               float(r["rho_others"])))
+    _rates(*([float(meta["clean_fpr"])] + [r.detection_rate for r in rows if r.detection_rate == r.detection_rate]
+             + [r.auc for r in rows if r.auc == r.auc]))
+    _finite(a, ("clean_scores",))
     return DetectorEvaluation(det, a["clean_scores"], float(meta["clean_fpr"]), float(meta["reference_norm"]), rows,
                               dict(meta["settings"]), float(meta["seconds"]), float(meta["clean_rho"]))

@@ -90,7 +90,7 @@ _SIGN_TO_SELECT = {"both": "most", "positive": "positive", "negative": "negative
 _SELECT_TO_SIGN = {"most": "both", "positive": "positive", "negative": "negative", "both-ends": "both"}
 ESTIMATORS = ("auto", "exact", "fd")
 CACHE_ENV = "BOUNDARY_GEOMETRY_CACHE"
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: DeepFool refinement (boundary points moved)
 
 
 def _noop(frac: float, msg: str) -> None:  # default progress callback

@@ -56,6 +56,23 @@ def streamlit_server(env: dict | None = None, health_timeout: float = 90.0):
             proc.kill()
 
 
+@contextlib.contextmanager
+def browser_page(url: str, width: int = 1280, height: int = 720, timeout_ms: int = 90_000):
+    """A Chromium page at ``width`` x ``height`` opened on ``url``; screenshots go to SHOTS."""
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(timeout_ms)
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
+
 def wait_idle(page, timeout_ms: int = 240_000) -> None:
     """Wait until the app has finished running its script (Streamlit's running indicator is gone)."""
     page.wait_for_timeout(300)

@@ -4,7 +4,7 @@ renders, and a model switch updates it. Uses Debian's Chromium (installed by `ma
 from __future__ import annotations
 
 import pytest
-from browser_support import CHROMIUM, FLAGS, SHOTS, streamlit_server
+from browser_support import SHOTS, browser_page, streamlit_server
 
 
 @pytest.fixture(scope="module")
@@ -15,16 +15,8 @@ def server():
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(90_000)
-        pg.goto(server)
+    with browser_page(server, 1400, 1000) as pg:
         yield pg
-        browser.close()
 
 
 def choose(page, label: str, option: str) -> None:

@@ -268,3 +268,21 @@ def test_detector_entry_follows_S(shipped_small, caplog):
     S2.basis = torch.linalg.qr(S2.basis + 1e-3)[0]
     model_detector(clf, S2, images=30, cache=cache)
     assert calls["cal"] == 2
+
+
+def test_an_edited_scalar_in_the_record_is_noticed(shipped_small, caplog):
+    """The JSON's own numbers (not only the arrays) are covered by a digest: a hand-edited result is not used."""
+    clf, calls, write, folder, cache = shipped_small
+    rec = json.loads((folder / "subspace.json").read_text())
+    rec["meta"]["num_points"] = 999
+    (folder / "subspace.json").write_text(json.dumps(rec))
+    S = model_subspace(clf, **SMALL, cache=cache)
+    assert calls["S"] == 2 and not pre.is_shipped(S.path) and "record was altered" in caplog.text
+
+
+def test_rates_outside_0_1_are_refused():
+    with pytest.raises(ValueError, match="outside"):
+        pre._rates(np.array([0.2, 1.7]))
+    with pytest.raises(ValueError, match="not finite"):
+        pre._finite({"x": np.array([1.0, np.nan])}, ("x",))
+    pre._rates(np.array([0.0, 1.0]), 0.5)
