@@ -126,8 +126,8 @@ def _pair_ends(clf, img, label: int, counts: dict, scan, class_pairs):
             x1 = img.tensor
         else:
             one = gallery_image(clf, label, int(ref.first[r]))
-            x1, first = one.tensor, (f"{one.source}, in place of the sidebar image: its straight lines to the other "
-                                     f"{names[label]}s of the gallery all stay in class {names[label]}")
+            x1, first = one.tensor, (f"{one.source}, in place of the sidebar image ({img.source}): its straight lines "
+                                     f"to the other {names[label]}s of the gallery all stay in class {names[label]}")
         look = (f"**What to look at:** the straight line between the two images leaves class {names[label]} (red, "
                 f"through class {names[int(ref.exit_label[r])]}); the path bends around that region and stays "
                 "inside.")
