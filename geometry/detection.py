@@ -19,8 +19,10 @@ chosen on clean images so that they score low, the detector score is
 ``max_{c != k} s * rho_c(x)``, and the threshold tau is the ``1 - fpr`` quantile of
 clean held-out scores. An image is flagged when its score exceeds tau; the
 recovered label of a flagged image is ``argmax_{c != k} s * rho_c(x)`` (an unflagged
-image keeps its label). Evaluation against DeepFool, FGSM and PGD uses ROC / AUC
-from scikit-learn. Imports torch, numpy, scikit-learn; never Streamlit or Plotly.
+image keeps its label). A variant score (``score="runner-up"``, :data:`SCORES`) looks only
+at the runner-up class j(x) (the second-largest logit at x): score ``s * rho_j(x)``, sign
+from the mean of rho_j over clean images, recovered label j (:data:`RUNNER_UP_DEFINITION`).
+Evaluation against DeepFool, FGSM and PGD uses ROC / AUC from scikit-learn. Imports torch, numpy, scikit-learn; never Streamlit or Plotly.
 """
 
 from __future__ import annotations
@@ -53,6 +55,16 @@ SCORE_DEFINITION = (
     "for a flagged image, k(x) otherwise."
 )
 """The one statement of the detector's conventions (docs/science.md section 5); tested in tests/test_detection.py."""
+
+RUNNER_UP_DEFINITION = (
+    "Variant score 'runner-up': with j = j(x) the runner-up class at x (the second-largest logit), score s * rho_j(x); "
+    "s = -sign(mean over clean images of rho_j), so clean images score low; recovered label j for a flagged image. "
+    "Everything else as in the definition."
+)
+SCORES = ("max", "runner-up")
+"""The score over classes: ``"max"`` (max over c != k, the definition, default) or ``"runner-up"`` (the runner-up
+class only; a variant, see :data:`RUNNER_UP_DEFINITION`)."""
+DEFAULT_SCORE = "max"
 
 DEFAULT_FPR = 0.05
 DIRECTION_SETS = ("all", "positive", "negative")
@@ -167,6 +179,23 @@ def asymmetry_scores(clf: Classifier, x, V, *, estimator: str = "fd", step: floa
     return rho, labels
 
 
+def runner_up_labels(clf: Classifier, x) -> torch.Tensor:
+    """The runner-up class of each image: the index of the second-largest logit ``(B,)`` (for one class, the
+    label itself)."""
+    x = clf.as_batch(x).detach()
+    with torch.no_grad():
+        logits = clf.logits(x)
+    if logits.shape[1] < 2:
+        return logits.argmax(dim=1)
+    return logits.topk(2, dim=1).indices[:, 1]
+
+
+def check_score(score: str) -> str:
+    if score not in SCORES:
+        raise GeometryError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
+    return score
+
+
 # ------------------------------------------------------------ detector
 @dataclass
 class DetectionResult:
@@ -179,6 +208,7 @@ class DetectionResult:
     threshold: float
     flagged: np.ndarray
     recovered_label: np.ndarray
+    runner_up: np.ndarray | None = None  # the runner-up class per image, for the "runner-up" score only
 
     def __len__(self):
         return len(self.label)
@@ -210,6 +240,7 @@ class Detector:
     path: str | None = None
     calibration_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     directions: str = "all"
+    score: str = DEFAULT_SCORE
 
     @property
     def m(self) -> int:
@@ -222,10 +253,26 @@ class Detector:
                                 f"d = {clf.dim}")
         rho, labels = asymmetry_scores(clf, x, self.basis, estimator=self.estimator, step=self.step,
                                        batch_size=batch_size)
-        return decide(rho.detach().cpu().double().numpy(), labels.cpu().numpy(), self.sign, self.threshold)
+        runner_up = runner_up_labels(clf, x).cpu().numpy() if self.score == "runner-up" else None
+        return decide(rho.detach().cpu().double().numpy(), labels.cpu().numpy(), self.sign, self.threshold,
+                      runner_up=runner_up)
+
+    @property
+    def variant(self) -> dict:
+        """Which detector this is: the construction and selection of its directions and the score over classes."""
+        from .subspace import DEFAULT_CONSTRUCTION, resolve_select
+
+        sub = self.subspace or {}
+        if self.directions != "all":
+            select = self.directions
+        else:
+            select = resolve_select(sub.get("select"), sub.get("signs"))
+        return {"construction": str(sub.get("construction", DEFAULT_CONSTRUCTION)), "select": select,
+                "score": self.score}
 
     def summary(self) -> dict:
-        return {"model": self.model, "m": self.m, "directions": self.directions, "sign": int(self.sign),
+        return {"model": self.model, "m": self.m, "directions": self.directions, "score": self.score,
+                "sign": int(self.sign),
                 "threshold": float(self.threshold),
                 "fpr": float(self.fpr), "estimator": self.estimator, "step": self.step,
                 "calibration": dict(self.calibration), "definition": SCORE_DEFINITION}
@@ -236,7 +283,7 @@ class Detector:
         meta = {"version": DETECTOR_VERSION, "sign": int(self.sign), "threshold": float(self.threshold),
                 "fpr": float(self.fpr), "estimator": self.estimator, "step": self.step,
                 "calibration": self.calibration, "model": self.model, "fingerprint": self.fingerprint,
-                "subspace": self.subspace, "directions": self.directions}
+                "subspace": self.subspace, "directions": self.directions, "score": self.score}
         tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
         np.savez_compressed(tmp, basis=self.basis.detach().cpu().double().numpy(), meta=np.array(json.dumps(meta)),
                             calibration_scores=np.asarray(self.calibration_scores, dtype=np.float64))
@@ -258,30 +305,74 @@ class Detector:
             raise GeometryError(f"{path} was saved by another version; delete it and calibrate again")
         return cls(basis, int(meta["sign"]), float(meta["threshold"]), float(meta["fpr"]), meta["estimator"],
                    meta["step"], meta["calibration"], meta["model"], meta["fingerprint"], meta["subspace"], str(path),
-                   scores, meta.get("directions", "all"))
+                   scores, meta.get("directions", "all"), meta.get("score", DEFAULT_SCORE))
 
 
-def decide(rho: np.ndarray, labels: np.ndarray, sign: int, threshold: float) -> DetectionResult:
-    """Apply the sign, the max over c != k, the threshold and the label recovery to raw ``rho`` ``(B, L)``."""
+def decide(rho: np.ndarray, labels: np.ndarray, sign: int, threshold: float,
+           runner_up: np.ndarray | None = None) -> DetectionResult:
+    """Apply the sign, the max over c != k, the threshold and the label recovery to raw ``rho`` ``(B, L)``.
+
+    With ``runner_up`` ``(B,)`` (the runner-up class of each image, :func:`runner_up_labels`) the score is
+    ``s * rho_j`` for that class j alone and the recovered label of a flagged image is j (the ``"runner-up"``
+    score, :data:`RUNNER_UP_DEFINITION`)."""
     rho = np.asarray(rho, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     signed = sign * rho
-    masked = signed.copy()
-    masked[np.arange(len(labels)), labels] = -np.inf
-    score = masked.max(axis=1) if masked.shape[1] > 1 else np.full(len(labels), -np.inf)
-    best = masked.argmax(axis=1)
+    rows = np.arange(len(labels))
+    if runner_up is not None:
+        best = np.asarray(runner_up, dtype=np.int64).reshape(-1)
+        if best.shape != labels.shape:
+            raise GeometryError(f"runner_up must hold one class per image ({len(labels)}), got {best.shape}")
+        score = signed[rows, best] if signed.shape[1] > 1 else np.full(len(labels), -np.inf)
+        score = np.where(best == labels, -np.inf, score)  # a one-class model has no runner-up
+    else:
+        masked = signed.copy()
+        masked[rows, labels] = -np.inf
+        score = masked.max(axis=1) if masked.shape[1] > 1 else np.full(len(labels), -np.inf)
+        best = masked.argmax(axis=1)
     flagged = score > threshold
     recovered = np.where(flagged, best, labels)
-    return DetectionResult(labels, rho, signed, score, float(threshold), flagged, recovered)
+    return DetectionResult(labels, rho, signed, score, float(threshold), flagged, recovered,
+                           None if runner_up is None else best)
+
+
+def calibrate_scores(rho: np.ndarray, labels: np.ndarray, *, fpr: float = DEFAULT_FPR,
+                     runner_up: np.ndarray | None = None) -> tuple[int, float, dict, np.ndarray]:
+    """Sign, threshold, calibration statistics and clean scores from the raw ``rho`` ``(n, L)`` of clean images
+    (what :func:`calibrate_detector` does once rho is known). The sign makes the mean of the rho entries the score
+    looks at negative for clean images (all c != k for the max score; the runner-up class with ``runner_up``);
+    the threshold is the smallest clean score with at most ``fpr`` of clean scores above it."""
+    if not 0 < fpr < 1:
+        raise GeometryError(f"the target false-positive rate must be in (0, 1), got {fpr}")
+    rho = np.asarray(rho, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    n, L = rho.shape
+    if n < 2:
+        raise GeometryError("calibration needs at least 2 clean images")
+    off = rho[np.arange(L)[None, :] != labels[:, None]].reshape(n, L - 1)
+    if runner_up is None:
+        mean_rho = float(off.mean())
+    else:
+        mean_rho = float(rho[np.arange(n), np.asarray(runner_up, dtype=np.int64)].mean())
+    sign = -1 if mean_rho > 0 else 1
+    scores = decide(rho, labels, sign, np.inf, runner_up=runner_up).score
+    # the smallest observed score with at most fpr of clean scores above it
+    threshold = float(np.quantile(scores, 1 - fpr, method="higher"))
+    calibration = {"images": int(n), "mean_rho": mean_rho, "fraction_positive_rho": float((off > 0).mean()),
+                   "score_mean": float(scores.mean()), "score_std": float(scores.std()),
+                   "achieved_fpr": float((scores > threshold).mean())}
+    return sign, threshold, calibration, scores
 
 
 def calibrate_detector(clf: Classifier, S: CurvedSubspace, x_clean, *, fpr: float = DEFAULT_FPR,
                        estimator: str | None = None, step: float | None = None, directions: str = "all",
-                       batch_size: int | None = None) -> Detector:
+                       batch_size: int | None = None, score: str = DEFAULT_SCORE) -> Detector:
     """Sign and threshold from clean images ``x_clean`` (held-out, not used for S).
 
     ``estimator``/``step`` default to S's own (so curvature is measured the same way);
-    ``directions`` picks S or its positively / negatively curved variant (:data:`DIRECTION_SETS`)."""
+    ``directions`` picks S or its positively / negatively curved variant (:data:`DIRECTION_SETS`);
+    ``score`` the score over classes (:data:`SCORES`: ``"max"``, the definition, or ``"runner-up"``)."""
+    check_score(score)
     if not 0 < fpr < 1:
         raise GeometryError(f"the target false-positive rate must be in (0, 1), got {fpr}")
     if directions not in DIRECTION_SETS:
@@ -297,20 +388,10 @@ def calibrate_detector(clf: Classifier, S: CurvedSubspace, x_clean, *, fpr: floa
     rho, labels = asymmetry_scores(clf, x_clean, basis, estimator=est, step=h, batch_size=batch_size)
     rho = rho.detach().cpu().double().numpy()
     labels = labels.cpu().numpy()
-    n, L = rho.shape
-    if n < 2:
-        raise GeometryError("calibration needs at least 2 clean images")
-    off = rho[np.arange(L)[None, :] != labels[:, None]].reshape(n, L - 1)
-    mean_rho = float(off.mean())
-    sign = -1 if mean_rho > 0 else 1
-    scores = decide(rho, labels, sign, np.inf).score
-    # the smallest observed score with at most fpr of clean scores above it
-    threshold = float(np.quantile(scores, 1 - fpr, method="higher"))
-    calibration = {"images": int(n), "mean_rho": mean_rho, "fraction_positive_rho": float((off > 0).mean()),
-                   "score_mean": float(scores.mean()), "score_std": float(scores.std()),
-                   "achieved_fpr": float((scores > threshold).mean())}
+    runner_up = runner_up_labels(clf, x_clean).cpu().numpy() if score == "runner-up" else None
+    sign, threshold, calibration, scores = calibrate_scores(rho, labels, fpr=fpr, runner_up=runner_up)
     return Detector(basis.detach().cpu().double(), sign, threshold, float(fpr), est, h, calibration, clf.name,
-                    model_fingerprint(clf), settings, None, scores, directions)
+                    model_fingerprint(clf), settings, None, scores, directions, score)
 
 
 def detector_key(S: CurvedSubspace, *, fpr: float = DEFAULT_FPR, images: int = 200, seed: int = 0,
@@ -501,7 +582,7 @@ def _row(detector: Detector, clean: DetectionResult, res: DetectionResult | None
         return AttackRow(attack, size, eps, attacked, 0, float("nan"), np.zeros(0), r.auc, r.fpr, r.tpr,
                          float("nan"), 0, float("nan"), float("nan"))
     flagged = res.flagged
-    rec_all = decide(res.rho, res.label, detector.sign, -np.inf).recovered_label
+    rec_all = decide(res.rho, res.label, detector.sign, -np.inf, runner_up=res.runner_up).recovered_label
     r = roc(clean.score, res.score)
     rec_det = float((res.recovered_label[flagged] == truth[flagged]).mean()) if flagged.any() else float("nan")
     rows = np.arange(len(res))

@@ -77,7 +77,7 @@ def run(args) -> dict:
                 "recovered_class_name": clf.class_names[out["recovered_label"]], "clean_label": clean_label,
                 "true_label": img.label, "attack": args.attack, "attack_size": args.size if args.attack != "none"
                 else None, "eps": eps, "perturbation_norm": float((x - clf.as_batch(img.tensor)).norm()),
-                "sign": det.sign, "fpr": det.fpr, "m": det.m, "directions": det.directions,
+                "sign": det.sign, "fpr": det.fpr, "m": det.m, "directions": det.directions, "variant": det.variant,
                 "estimator": det.estimator, "step": det.step,
                 "calibration": det.calibration, "subspace_path": S.path, "detector_path": det.path})
     return out
