@@ -2,7 +2,15 @@
 
 The library behind the app and the CLI: pure PyTorch/NumPy, never Streamlit or
 Plotly. Start with :func:`load_classifier` and :func:`load_image`.
+
+Importing it sets ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is already set (before torch loads its
+OpenMP runtime): idle OpenMP threads then sleep instead of spinning, which on a shared, loaded machine
+made single-image work many times faster. ``OMP_WAIT_POLICY=ACTIVE`` in the environment restores spinning.
 """
+
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the first import of torch
 
 from .classifier import Classifier, pick_device
 from .errors import ConvergenceError, GeometryError, ImageError, ModelLoadError
