@@ -55,3 +55,12 @@ def assert_page_ok(at) -> None:
     """An AppTest run raised nothing and showed no error box."""
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The app served by `streamlit run` on 127.0.0.1 for one test module (browser tests)."""
+    from browser_support import streamlit_server
+
+    with streamlit_server() as url:
+        yield url

@@ -4,13 +4,7 @@ renders, and a model switch updates it. Uses Debian's Chromium (installed by `ma
 from __future__ import annotations
 
 import pytest
-from browser_support import SHOTS, browser_page, streamlit_server
-
-
-@pytest.fixture(scope="module")
-def server():
-    with streamlit_server() as url:
-        yield url
+from browser_support import SHOTS, browser_page
 
 
 @pytest.fixture(scope="module")

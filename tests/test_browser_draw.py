@@ -7,15 +7,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from browser_support import SHOTS, browser_page, streamlit_server
+from browser_support import SHOTS, browser_page
 
 WAIT_MS = 90_000
-
-
-@pytest.fixture(scope="module")
-def server():
-    with streamlit_server() as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
