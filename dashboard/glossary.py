@@ -13,6 +13,8 @@ import re
 
 import streamlit as st
 
+from dashboard.ui import presentation
+
 CITATION = ("Fawzi, Moosavi-Dezfooli, Frossard & Soatto, *Empirical study of the topology and geometry of deep "
             "networks*, CVPR 2018 (arXiv:1705.09552, first titled *Classification regions of deep neural networks*)")
 
@@ -115,20 +117,16 @@ def expand(text: str) -> str:
     return _TERM_RE.sub(lambda m: term(m.group(1), m.group(2)), text)
 
 
-def _presentation() -> bool:
-    return bool(st.session_state.get("presentation", False))
-
-
 def plain(text: str, always: bool = False) -> None:
     """A page's plain-language opening sentence (``[[key]]`` marks terms); in presentation mode it is
     hidden unless ``always``."""
-    if always or not _presentation():
+    if always or not presentation():
         st.markdown(expand(text), unsafe_allow_html=True)
 
 
 def formulas(md: str, title: str = "The maths") -> None:
     """The formulas behind a page, in an expander (hidden in presentation mode)."""
-    if _presentation():
+    if presentation():
         return
     with st.expander(title):
         st.markdown(expand(md), unsafe_allow_html=True)

@@ -41,7 +41,8 @@ UPLOADS_KEPT = 32
 LOAD_TIMEOUT_S = 60.0
 
 
-def _zoo_ref(name: str, device: str) -> ModelRef:
+def zoo_ref(name: str, device: str) -> ModelRef:
+    """The job reference of a bundled model on ``device``."""
     return ModelRef.create(name, device=device)
 
 
@@ -77,7 +78,8 @@ def _stored_upload(data: bytes, filename: str, sidecar: bytes | None) -> tuple[P
     return path, side
 
 
-def _facts(ref: ModelRef, what: str) -> ModelFacts:
+def load_facts(ref: ModelRef, what: str) -> ModelFacts:
+    """A model's facts, loaded by a worker within the load time limit (quick job)."""
     # loading includes the probe forward pass: a model that loops for minutes is stopped here
     timeout = min(LOAD_TIMEOUT_S, getattr(executor(), "timeout", LOAD_TIMEOUT_S))
     return compute(model_facts, model=ref, what=what, timeout=timeout, quick=True)
@@ -124,22 +126,22 @@ def _model_sidebar() -> None:
                                       input_shape=shape or None, pixel_range=prange or None, class_names=classes or None,
                                       architecture=arch or None, sidecar=str(side_path) if side_path else None,
                                       device=device, name=_safe_name(up.name))
-                facts = _facts(ref, "loading the uploaded model")
+                facts = load_facts(ref, "loading the uploaded model")
             except GeometryError as exc:
                 error, ref = str(exc), None
             except OSError as exc:
                 error, ref = f"the upload could not be stored on the server ({exc.strerror})", None
     else:
-        ref = _zoo_ref(choice, device)
+        ref = zoo_ref(choice, device)
         try:
-            facts = _facts(ref, "loading the model")
+            facts = load_facts(ref, "loading the model")
         except GeometryError as exc:
             error, ref = str(exc), None
     if error:
         st.sidebar.error(f"Model not loaded: {error}")
     if facts is None:
-        ref = _zoo_ref(DEFAULT_MODEL, device)
-        facts = _facts(ref, "loading the default model")
+        ref = zoo_ref(DEFAULT_MODEL, device)
+        facts = load_facts(ref, "loading the default model")
         if choice == UPLOAD and error:
             st.sidebar.caption(f"Showing the bundled default ({DEFAULT_MODEL}) until the upload loads.")
     else:

@@ -15,12 +15,12 @@ from dashboard.figures.compare import distance_figure, spectra_figure
 from dashboard.figures.sections import section_figure
 from dashboard.glossary import formulas, plain
 from dashboard.jobs import compute, current_ref
-from dashboard.state import _zoo_ref, current_image, current_model
+from dashboard.state import current_image, current_model, load_facts, zoo_ref
 from dashboard.ui import export_buttons, guarded, presentation, show
 from geometry.boundary import boundary_point
 from geometry.curvature import principal_curvatures
 from geometry.sections import EXTENT_FACTOR, default_estimator, default_extent, make_plane, section_on_plane
-from geometry.tasks import model_facts, probabilities
+from geometry.tasks import probabilities
 from geometry.zoo import zoo_names
 
 DEFAULT_MODELS = ["mnist_lenet_relu", "mnist_lenet_gelu", "mnist_lenet_gelu_pgd"]
@@ -38,7 +38,6 @@ RESOLUTIONS = [33, 65, 97, 129]
 KS = [5, 10, 20]
 SECTION_HEIGHT = 300  # the first row of figures fits a 1280x720 window under the header
 UPLOADED = "uploaded: "
-LOAD_TIMEOUT_S = 60.0
 
 
 # ------------------------------------------------------------------ choices
@@ -46,7 +45,7 @@ def _options(clf) -> tuple[list[str], dict]:
     """Model choices (the bundled models, and the sidebar's uploaded model when there is one) and their refs."""
     device = st.session_state.get("device_choice", "auto")
     names = zoo_names()
-    refs = {n: (lambda n=n: _zoo_ref(n, device)) for n in names}
+    refs = {n: (lambda n=n: zoo_ref(n, device)) for n in names}
     if clf.name not in names:  # the sidebar's model is an upload: offer it too
         up = UPLOADED + clf.name
         refs[up] = current_ref
@@ -128,7 +127,7 @@ for i, (col, name) in enumerate(zip(cols, chosen)):
     with col:
         with guarded(f"analysing {name}"):
             ref = refs[name]()
-            facts = compute(model_facts, model=ref, what=f"loading {name}", quick=True, timeout=LOAD_TIMEOUT_S)
+            facts = load_facts(ref, f"loading {name}")
             if tuple(facts.input_shape) != shape or tuple(facts.pixel_range) != tuple(clf.pixel_range):
                 st.warning(f"**{name}** takes inputs of shape {'x'.join(map(str, facts.input_shape))} with pixels "
                            f"in [{facts.pixel_range[0]:g}, {facts.pixel_range[1]:g}]; the sidebar image has shape "
