@@ -48,33 +48,33 @@ def canvas_png(result) -> bytes | None:
         raise ImageError("the drawing could not be read back from the canvas; press Clear and draw again") from None
 
 
+MAX_INK_FRACTION = 0.5   # a canvas more than half covered is not a digit
+INK_LEVEL = 25           # a pixel brighter than this (of 255) carries ink, for the coverage check
+
+
+def _grey(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        return np.asarray(im.convert("L"))
+
+
 def has_ink(png: bytes) -> bool:
     """Whether the canvas PNG holds any stroke (some pixel brighter than the black background)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(png)) as im:
-        return int(np.asarray(im.convert("L")).max()) > 0
-
-
-MAX_INK_FRACTION = 0.5   # a canvas more than half covered is not a digit
-
-
-def ink_fraction(png: bytes) -> float:
-    """The share of canvas pixels carrying ink."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(png)) as im:
-        a = np.asarray(im.convert("L"))
-    return float((a > 25).mean())
+    return int(_grey(png).max()) > 0
 
 
 def drawing_image(png: bytes | None, clf) -> ImageInput | None:
     """The drawing as the model's input, converted like an uploaded image (but never inverted: the canvas is
     white on black); None for an empty canvas. A canvas mostly covered in ink is refused."""
-    if png is None or not has_ink(png):
+    if png is None:
         return None
-    if ink_fraction(png) > MAX_INK_FRACTION:
-        raise ImageError(f"the drawing covers {ink_fraction(png):.0%} of the canvas; draw one digit in white "
+    grey = _grey(png)  # decoded once for both checks
+    if int(grey.max()) == 0:
+        return None
+    covered = float((grey > INK_LEVEL).mean())
+    if covered > MAX_INK_FRACTION:
+        raise ImageError(f"the drawing covers {covered:.0%} of the canvas; draw one digit in white "
                          "strokes on the black background (Clear starts again)")
     img = load_image(png, clf, name="drawing.png", light_on_dark=True)
     img.source = "drawing"

@@ -75,7 +75,8 @@ def _same_class_pair(label: int):
     """Two gallery images of the image's class for the path step: (first tensor, first name, second image, leaves).
 
     The interesting case first, as on the Paths page: this image and one whose straight line from it leaves
-    the class; else two other images of the class whose line leaves it; else this image and the next one."""
+    the class; else two other images of the class whose line leaves it; else the Paths page's easy pair (the
+    first image whose line from this one stays inside: the scan already checked both ends' predictions)."""
     counts = gallery_counts(gallery_dataset(clf))
     if label not in counts:
         raise GeometryError(f"the gallery has no other image of class {names[label]}; pick another image")
@@ -87,13 +88,9 @@ def _same_class_pair(label: int):
     if len(pairs):
         first = gallery_image(clf, label, int(pairs.first[0]))
         return first.tensor, first.source, gallery_image(clf, label, int(pairs.second[0])), True
-    start = int(st.session_state.get("gallery_index", 0)) + 1 if img.label == label else 0
-    for k in range(counts[label]):
-        other = gallery_image(clf, label, (start + k) % counts[label])
-        if other.source == img.source:
-            continue
-        if int(compute(predict, other.tensor, what="the second image's prediction", quick=True)[0]) == label:
-            return x, "this image", other, False
+    stay = scan.staying()
+    if len(stay):
+        return x, "this image", gallery_image(clf, label, int(stay.second[0])), False
     raise GeometryError(f"no other gallery image is predicted as {names[label]}")
 
 
