@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 ALWAYS_KEPT = ("model", "image")
-_REGISTERED = "_links_registered"     # keys the current run's page registered: key -> encoder
+_REGISTERED = "_links_registered"     # keys the current run's page registered (a dict: insertion order = URL order)
 _SEEN = "_links_seen"                 # keys whose URL value this session has already considered
 LIST_SEP = "~"
 

@@ -515,6 +515,9 @@ class AttackRow:
 
 
 def _f(v) -> float | None:
+    """A number for JSON: None for None or NaN."""
+    if v is None:
+        return None
     v = float(v)
     return None if math.isnan(v) else v
 

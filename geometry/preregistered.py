@@ -40,7 +40,8 @@ import torch
 
 from .classifier import Classifier
 from .detection import (ATTACKS, DEFAULT_FPR, DEFAULT_SIZES, SCORES, Detector, asymmetry_scores, attack_batch,
-                        calibrate_detector, calibrate_scores, decide, evaluate_detectors, roc, runner_up_labels)
+                        _f, calibrate_detector, calibrate_scores, decide, evaluate_detectors, roc,
+                        runner_up_labels)
 from .errors import GeometryError
 from .subspace import (CONSTRUCTIONS, DEFAULT_IMAGES, DEFAULT_M, SELECTIONS, CurvedSubspace, dataset_images,
                        model_subspace, resolve_estimator, resolve_step)
@@ -224,13 +225,6 @@ class Development:
         return {"chosen": self.chosen.to_dict(), "images": self.images, "reference_norm": _f(self.reference_norm),
                 "attacked_succeeded": dict(self.succeeded), "grid": [r.to_dict() for r in self.rows],
                 "seconds": float(self.seconds)}
-
-
-def _f(v):
-    if v is None:
-        return None
-    v = float(v)
-    return None if math.isnan(v) else v
 
 
 def _correct(clf: Classifier, x, y) -> tuple[torch.Tensor, torch.Tensor]:

@@ -78,6 +78,23 @@ def path_walk(clf, path, steps: int = 41):
     return s, pts.cpu(), clf.probabilities(pts).cpu().numpy()
 
 
+def _stored_or_computed(clf, kind: str, key: dict, decode, images: int, run, encode, cache, progress, what: str):
+    """A result on the first ``images`` held-out images: shipped or saved (``geometry.precomputed``) when one
+    matches the model, ``key`` and those images, else ``run(x, y)``, saved in the cache."""
+    from . import precomputed as pre
+    from .subspace import dataset_images
+
+    found = pre.find(clf, kind, key, decode, data=lambda: pre.held_out_images_digest(clf, images), cache=cache)
+    if found is not None:
+        if progress:
+            progress(1.0, f"loaded the saved {what}")
+        return found
+    x, y = dataset_images(clf, images, split="held_out")
+    res = run(x, y)
+    pre.save_user(clf, kind, key, pre.images_digest(x, y), *encode(res), cache=cache)
+    return res
+
+
 def held_out_vulnerability(clf, S, images: int, draws: int, progress=None, cache=None):
     """Both vulnerability experiments of S on the first ``images`` held-out images.
 
@@ -85,20 +102,12 @@ def held_out_vulnerability(clf, S, images: int, draws: int, progress=None, cache
     ``subspace.model_subspace``, ``False`` to neither read nor write) is used when it matches the model,
     S, the settings and the images; a new result is saved in the cache."""
     from . import precomputed as pre
-    from .subspace import dataset_images
     from .vulnerability import vulnerability
 
-    key = pre.vulnerability_key(S, images, draws)
-    found = pre.find(clf, "vulnerability", key, lambda e: pre.decode_vulnerability(e, S),
-                     data=lambda: pre.held_out_images_digest(clf, images), cache=cache)
-    if found is not None:
-        if progress:
-            progress(1.0, "loaded the saved experiments")
-        return found
-    x, y = dataset_images(clf, images, split="held_out")
-    res = vulnerability(clf, S, x, draws=draws, progress=progress)
-    pre.save_user(clf, "vulnerability", key, pre.images_digest(x, y), *pre.encode_vulnerability(res), cache=cache)
-    return res
+    return _stored_or_computed(clf, "vulnerability", pre.vulnerability_key(S, images, draws),
+                               lambda e: pre.decode_vulnerability(e, S), images,
+                               lambda x, y: vulnerability(clf, S, x, draws=draws, progress=progress),
+                               pre.encode_vulnerability, cache, progress, "experiments")
 
 
 def held_out_detector_evaluation(clf, detector, skip: int, images: int, sizes: tuple, progress=None, cache=None):
@@ -107,19 +116,12 @@ def held_out_detector_evaluation(clf, detector, skip: int, images: int, sizes: t
     Saved and looked up like :func:`held_out_vulnerability` (keyed by the detector itself)."""
     from . import precomputed as pre
     from .detection import evaluate_detector
-    from .subspace import dataset_images
 
-    key = pre.evaluation_key(detector, skip, images, sizes)
-    found = pre.find(clf, "evaluation", key, lambda e: pre.decode_evaluation(e, detector),
-                     data=lambda: pre.held_out_images_digest(clf, skip + images), cache=cache)
-    if found is not None:
-        if progress:
-            progress(1.0, "loaded the saved evaluation")
-        return found
-    x, y = dataset_images(clf, skip + images, split="held_out")
-    ev = evaluate_detector(clf, detector, x[skip:], y[skip:], sizes=sizes, progress=progress)
-    pre.save_user(clf, "evaluation", key, pre.images_digest(x, y), *pre.encode_evaluation(ev), cache=cache)
-    return ev
+    return _stored_or_computed(clf, "evaluation", pre.evaluation_key(detector, skip, images, sizes),
+                               lambda e: pre.decode_evaluation(e, detector), skip + images,
+                               lambda x, y: evaluate_detector(clf, detector, x[skip:], y[skip:], sizes=sizes,
+                                                              progress=progress),
+                               pre.encode_evaluation, cache, progress, "evaluation")
 
 
 @dataclass

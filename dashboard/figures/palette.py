@@ -267,7 +267,7 @@ def markdown() -> str:
         "converted back, and compared pair by pair with the CIEDE2000 colour difference (ΔE00, CIELAB under D65;",
         "about 2.3 is just noticeable). The palette was picked by `best_subset(candidates(), 10)` from the published",
         "Okabe-Ito and Paul Tol qualitative colours (greys and near-black left out: grey means \"outside the pixel",
-        f"range\" and the boundary is drawn in black): the 10 colours whose smallest ΔE00 over all four vision types is",
+        "range\" and the boundary is drawn in black): the 10 colours whose smallest ΔE00 over all four vision types is",
         f"largest. Required: every pair above ΔE00 = {THRESHOLD:g} under each vision type.",
         "",
         "## The palette",

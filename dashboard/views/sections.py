@@ -5,7 +5,6 @@ results to dashboard/figures/sections.py, and lets the user inspect any point of
 """
 
 import io
-import time
 
 import numpy as np
 import streamlit as st
@@ -285,12 +284,10 @@ t1.toggle("3-D margin surface", key="sec_3d",
           help="Also draw the margin (the image's class score minus the best other score) over each plane as a "
                "surface; where it crosses zero is the boundary.")
 t2.caption("Click a point of a plane to see the image there, right under the plot.")
-results: dict[str, tuple] = {}
+drawn: set[str] = set()   # the sides whose cross-section is on the page
 progress = st.progress(0.0, text="Preparing the planes…")
-t0 = time.perf_counter()
 steps = 2 * len(SIDES)
 done = 0
-ready = []
 # each view is drawn as soon as it is ready (the curved one waits for the curvature directions)
 for col, side, label, spec in zip(st.columns(2), SIDES, choices, specs):
     est = estimator if "curv" in spec else None  # only curved planes depend on it (keeps the cache warm)
@@ -308,12 +305,12 @@ for col, side, label, spec in zip(st.columns(2), SIDES, choices, specs):
             progress.progress(done / steps, text=f"{side.title()} plane: evaluating the grid…")
             section = _grid(extent_choice, resolution, adaptive, plane)
             done += 1
-            results[side] = (label, spec, plane, section)
-            if st.session_state.sec_inspect_side not in SIDES or (side == "right" and "left" not in results
+            drawn.add(side)
+            if st.session_state.sec_inspect_side not in SIDES or (side == "right" and "left" not in drawn
                                                                    and st.session_state.sec_inspect_side == "left"):
                 st.session_state.sec_inspect_side = side
             _render(side, label, spec, plane, section)
 progress.empty()
-if not results:
+if not drawn:
     st.info("No cross-section is available yet.")
 _settings(clf, counts, need_images, need_two, need_npy)
