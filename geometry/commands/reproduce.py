@@ -1,16 +1,21 @@
-"""``reproduce``: run the paper's experiments on a model and write the reproduction report."""
+"""``reproduce``: run the paper's experiments on a model and write the reproduction report.
+
+The numbers come from ``geometry.reproduction``; the report (Plotly figures, Markdown, HTML) is rendered by
+``dashboard/report.py``, imported only when the report is written (the library never imports Plotly)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..errors import GeometryError
-from ..report import REPRODUCE_DEFAULTS as D
-from ..report import run_reproduction, summary_row, verdicts, write_report
+from ..reproduction import REPRODUCE_DEFAULTS as D
+from ..reproduction import run_reproduction, summary_row, verdicts
+from ..subspace import resolve_select
 from ._common import add_model_arguments, check_out_folder, model_from_args
 from .subspace import add_subspace_arguments, cache_arg, stderr_progress, validate_subspace_arguments
 
-HELP = "run the paper's experiments (curvature, S, vulnerability, detector) and write a Markdown + HTML report"
+HELP = ("run the paper's experiments (curvature, S in both constructions, vulnerability, detector, pre-registered "
+        "detector evaluation) and write a Markdown + HTML report")
 
 
 def _sizes(text: str):
@@ -45,6 +50,9 @@ def add_arguments(p):
                    help="attack sizes: DeepFool x + s*r; FGSM/PGD eps = s * median DeepFool norm (default 1,1.5,2)")
     g.add_argument("--connectivity-pairs", type=int, default=D["connectivity_pairs"],
                    help="same-class pairs for connectivity statistics when geometry.paths is installed (0: skip)")
+    g.add_argument("--no-preregistered", action="store_true",
+                   help="skip the pre-registered detector evaluation (geometry/preregistered.py; by default it runs "
+                        "with --calibration-images development and --evaluation-images test images)")
     g.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -72,7 +80,15 @@ def run(args) -> dict:
                            curvature_k=args.curvature_k, images=args.images, draws=args.draws,
                            calibration_images=args.calibration_images, evaluation_images=args.evaluation_images,
                            fpr=args.fpr, sizes=_sizes(args.sizes), connectivity_pairs=args.connectivity_pairs,
-                           cache=cache_arg(args), recompute=args.recompute, progress=progress)
+                           construction=args.construction, select=resolve_select(args.select, args.signs),
+                           preregistered=not args.no_preregistered, cache=cache_arg(args), recompute=args.recompute,
+                           progress=progress)
+    try:
+        from dashboard.report import write_report  # Plotly: only here, never in the library
+    except ImportError as exc:
+        raise GeometryError(f"writing the report needs Plotly and the dashboard package (run from the repository "
+                            f"root with requirements.txt installed): {exc}") from None
+
     formats = ("md", "html") if args.format == "both" else (args.format,)
     written = write_report(rep, out, formats)
     return {"model": clf.name, "device": clf.device.type, "seconds": rep.seconds, "written": written,
