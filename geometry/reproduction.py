@@ -74,6 +74,20 @@ def _connectivity(clf, pairs: int, seed: int, notes: list[str], progress) -> dic
     return out or None
 
 
+def _check_held_out(clf: Classifier, **counts: int) -> None:
+    """Fail before any work when a count asks for more held-out images than the model's dataset has."""
+    from .data import load_split
+    from .images import gallery_dataset
+
+    dataset = gallery_dataset(clf)
+    n = len(load_split(dataset)[1].y)
+    for name, k in counts.items():
+        if k > n:
+            what = ("calibration_images + evaluation_images" if name == "detector_images" else name)
+            raise GeometryError(f"{what} = {k} exceeds the {n} held-out images of the {dataset} dataset; ask for "
+                                "at most that many")
+
+
 def run_reproduction(clf: Classifier, *, subspace_images: int = 100, m: int = 20, estimator: str = "auto",
                      step: float | None = None, seed: int = 0, curvature_images: int = 10, curvature_k: int = 10,
                      images: int = 200, draws: int = 10, calibration_images: int = 200,
@@ -105,6 +119,8 @@ def run_reproduction(clf: Classifier, *, subspace_images: int = 100, m: int = 20
 
     progress = progress or _noop
     t0 = time.perf_counter()
+    _check_held_out(clf, images=images, curvature_images=curvature_images,
+                    detector_images=calibration_images + evaluation_images)
     est = resolve_estimator(clf, estimator)
     h = resolve_step(clf, est, step)
     notes: list[str] = []

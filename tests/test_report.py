@@ -186,6 +186,17 @@ def test_markdown_only_says_where_figures_are_and_writes_no_html(reproduced, cap
     assert "md: " in capsys.readouterr().out
 
 
+def test_too_many_held_out_images_fail_before_any_work(tmp_path, capsys):
+    from geometry.cli import main
+
+    # digits keeps 360 held-out images: 200 + 200 cannot be drawn, said at once (not after the whole run)
+    assert main(["reproduce", "--model", "digits_mlp", "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "calibration_images + evaluation_images = 400 exceeds the 360 held-out images" in err
+    assert "Traceback" not in err and not (tmp_path / "r").exists()
+
+
 def test_block_renderers_escape_and_agree():
     from dashboard.report import Bullets, Code, Figure, Heading, P, T, to_html, to_markdown
 
