@@ -323,12 +323,14 @@ def report_blocks(rep: Reproduction) -> list:
                 f"Concentration of adversarial perturbations in S ({c} construction)", "concentration")
     f = n["fooling"]
     B += [Heading("Random noise in S fools more often?", 3),
-          T(["noise norm eps (L2)", "eps / median DeepFool norm", "fooling rate in S", "fooling rate in the whole space"],
+          T(["noise norm eps (L2)", "eps / median DeepFool norm", "fooling rate in S",
+             "fooling rate in the whole space"],
             [[e, e / f["reference_norm"] if f.get("reference_norm") else None, x, y]
              for e, x, y in zip(f["eps"], f["subspace"], f["whole"])]),
           P("50% fooling (interpolated in log eps): in S at eps = "
             + (f"{f['eps_50_subspace']:.3g}" if f.get("eps_50_subspace") else "not reached")
-            + ", in the whole space at eps = " + (f"{f['eps_50_whole']:.3g}" if f.get("eps_50_whole") else "not reached")
+            + ", in the whole space at eps = "
+            + (f"{f['eps_50_whole']:.3g}" if f.get("eps_50_whole") else "not reached")
             + (f" (ratio {f['eps_50_ratio']:.2f})." if f.get("eps_50_ratio") else "."))]
     fig("fooling", fooling_figure(f["eps"], f["subspace"], f["whole"], n["concentration"]["m"],
                                   title="Fooling rate of random noise: S vs the whole space"),
@@ -359,8 +361,8 @@ def report_blocks(rep: Reproduction) -> list:
                 f"Detector scores, clean vs attacked (size x{sizes[0]:g})")
     B += [Heading("The asymmetry itself: sign of rho before and after the attack", 3),
           P(f"Unsigned rho (before the calibrated sign s): mean over classes c != k of rho_c on clean evaluation "
-            f"images: {d['clean_rho']:+.3g}. The paper's asymmetry predicts the opposite sign at the true class after a "
-            "small attack (rho_true: rho at the image's true class, now c != k)."),
+            f"images: {d['clean_rho']:+.3g}. The paper's asymmetry predicts the opposite sign at the true class after "
+            "a small attack (rho_true: rho at the image's true class, now c != k)."),
           T(["attack", "size", "mean rho_true (attacked)", "mean rho over c != k (attacked)",
              "mean rho over c != k (clean)"],
             [[r["attack"], r["size"], r.get("rho_true"), r.get("rho_others"), d["clean_rho"]] for r in d["rows"]])]

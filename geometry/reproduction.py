@@ -36,7 +36,11 @@ def _noop(frac: float, msg: str) -> None:
 
 @dataclass
 class Reproduction:
-    """Everything the report shows: numbers (JSON-ready), arrays for figures, settings."""
+    """Everything the report shows: ``numbers`` and ``settings`` (JSON-ready, written to numbers.json) and, for
+    the figures, ``arrays``: ``curvature_results`` (``curvature.CurvatureResult`` per boundary point),
+    ``subspaces`` (construction -> ``images`` (m, *input_shape) or None, ``spectrum``, ``eigenvalues``),
+    ``concentration`` (construction -> ``vulnerability.Concentration``), ``detector``
+    (``detection.DetectorEvaluation`` of S)."""
 
     model: str
     numbers: dict

@@ -169,13 +169,13 @@ def test_markdown_and_html_have_the_same_tables(reproduced):
     assert md_tables == html_tables
 
 
-def test_markdown_only_says_where_figures_are_and_writes_no_html(reproduced, capsys):
+def test_markdown_only_with_the_paper_construction_first(reproduced, capsys):
     from geometry.cli import main
 
     _, _, tmp = reproduced
     out_dir = tmp / "md_only"
-    assert main(["reproduce", *SMALL, "--format", "md", "--no-preregistered", "--out", str(out_dir),
-                 "--cache-dir", str(tmp / "cache")]) == 0
+    assert main(["reproduce", *SMALL, "--format", "md", "--no-preregistered", "--construction", "paper",
+                 "--out", str(out_dir), "--cache-dir", str(tmp / "cache")]) == 0
     md = (out_dir / "report.md").read_text()
     assert not (out_dir / "report.html").exists() and "report.html#" not in md
     assert "drawn only in report.html, which this run did not write" in md
@@ -184,6 +184,11 @@ def test_markdown_only_says_where_figures_are_and_writes_no_html(reproduced, cap
     assert any(x.startswith("Pre-registered evaluation: skipped") for x in numbers["notes"])
     assert "Not computed: Pre-registered evaluation: skipped" in md
     assert "md: " in capsys.readouterr().out
+    # --construction picks the S of the experiments; the other one is reported beside it
+    n = numbers["numbers"]
+    assert n["subspace"]["construction"] == "paper" and n["subspace_projected"]["construction"] == "projected"
+    assert "concentration_projected" in n and "subspace_paper" not in n
+    assert numbers["settings"]["constructions"] == ["paper", "projected"]
 
 
 def test_too_many_held_out_images_fail_before_any_work(tmp_path, capsys):
@@ -227,7 +232,8 @@ def test_unknown_format_is_a_clear_error(tmp_path):
 def test_reproduction_imports_no_plotly_and_old_name_still_works():
     code = ("import sys, geometry.reproduction, geometry.report, geometry.commands.reproduce\n"
             "assert geometry.report.run_reproduction is geometry.reproduction.run_reproduction\n"
-            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('plotly', 'streamlit', 'dashboard'))))")
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('plotly', 'streamlit', 'dashboard'))\n"
+            "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", out.stdout
