@@ -21,7 +21,7 @@ from dashboard.figures.common import (CLASS_COLORS, FONT_PX, LEGEND_STYLE, PRESE
 from dashboard.figures.curvature import profile_figure
 from dashboard.figures.sections import (margin_surface_figure, region_label_positions, section_figure,
                                         zero_level_segments)
-from dashboard.figures.vulnerability import fooling_figure, rho_figure
+from dashboard.figures.vulnerability import auc_interval_figure, fooling_figure, rho_figure
 from geometry.sections import cross_section, margin_surface
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,6 +210,10 @@ def _figures():
         "fooling": fooling_figure(eps, np.linspace(0, 1, 8), np.linspace(0, 0.3, 8), 10),
         "rho": rho_figure(np.array([0.0, 0.3, -0.2]), 0, 1, ["0", "1", "2"]),
         "profile": profile_figure(prof),
+        "auc_interval": auc_interval_figure({"chosen": [{"attack": "fgsm", "size": 1.0, "auc": 0.7, "auc_low": 0.6,
+                                                         "auc_high": 0.8}],
+                                             "paper": [{"attack": "fgsm", "size": 1.0, "auc": 0.6, "auc_low": 0.5,
+                                                        "auc_high": 0.7}]}),
     }
 
 

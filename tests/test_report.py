@@ -237,3 +237,16 @@ def test_reproduction_imports_no_plotly_and_old_name_still_works():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", out.stdout
+
+
+def test_auc_interval_figure_draws_each_interval_and_skips_missing_aucs():
+    from dashboard.figures.vulnerability import auc_interval_figure
+
+    rows = [{"attack": "deepfool", "size": 1.0, "auc": 0.9, "auc_low": 0.8, "auc_high": 0.95},
+            {"attack": "fgsm", "size": 1.5, "auc": None, "auc_low": None, "auc_high": None},
+            {"attack": "pgd", "size": 2.0, "auc": 0.5, "auc_low": 0.4, "auc_high": 0.7}]
+    fig = auc_interval_figure({"chosen": rows, "paper": rows[:1]})
+    a, b = fig.data
+    assert list(a.x) == ["deepfool x1", "pgd x2"] and list(b.x) == ["deepfool x1"]
+    assert list(a.y) == [0.9, 0.5]
+    assert list(a.error_y.array) == pytest.approx([0.05, 0.2]) and list(a.error_y.arrayminus) == pytest.approx([0.1, 0.1])
