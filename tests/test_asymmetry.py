@@ -296,3 +296,23 @@ def test_curvature_page_runs_the_asymmetry(monkeypatch):
     at.run()
     assert_page_ok(at)
     assert len(at.get("plotly_chart")) == charts_before + 1
+
+
+def test_figure_draws_each_mean_with_its_band():
+    from dashboard.figures.curvature import asymmetry_figure, asymmetry_table
+
+    clf = sphere_classifier(R=R, dim=DIM)
+    res = curvature_asymmetry(clf, images=_sphere_images(4, 3), k=3, estimators=("exact", "fd"), steps=[0.2, 0.4],
+                              locations="both").to_dict()
+    fig = asymmetry_figure(res)
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert len(lines) == 6 and len(bands) == 12  # 3 (estimator, step) x 2 locations; a band per end
+    names = [t.name for t in lines]
+    assert any("exact, at the boundary point" in n for n in names) and any("fd h = 0.4, inside" in n for n in names)
+    for t, e in zip(lines, res["results"]):
+        ys = [y for y in t.y if y is not None]
+        assert np.allclose(ys, e["mean"])
+    assert any(s.type == "line" and s.y0 == 0 and s.y1 == 0 for s in fig.layout.shapes)  # the zero line
+    rows = asymmetry_table(res)
+    assert len(rows) == 6 and rows[0]["points used"] == 7
