@@ -316,3 +316,19 @@ def test_figure_draws_each_mean_with_its_band():
     assert any(s.type == "line" and s.y0 == 0 and s.y1 == 0 for s in fig.layout.shapes)  # the zero line
     rows = asymmetry_table(res)
     assert len(rows) == 6 and rows[0]["points used"] == 7
+
+
+@pytest.mark.parametrize("estimator", ["exact", "fd"])
+def test_tangent_eigenvalues_match_the_full_spectrum(estimator):
+    from geometry.asymmetry import tangent_eigenvalues
+    from geometry.lanczos import full_spectrum
+    from geometry.operators import curvature_operator
+
+    clf = tiny_cnn("tanh", side=6, seed=2)
+    x = torch.rand(1, *clf.input_shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    b = boundary_point(clf, x)
+    op = curvature_operator(clf, b.point, int(b.side_label[0]), int(b.boundary_label[0]), estimator, 0.05)
+    ref = full_spectrum(op, exclude=op.normal[:, None]).values
+    vals = tangent_eigenvalues(op)
+    assert vals.shape == (clf.dim - 1,)
+    assert np.allclose(vals, ref, atol=1e-10 * np.abs(ref).max())
