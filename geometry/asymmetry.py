@@ -77,6 +77,7 @@ STEP_FACTORS = (0.5, 1.0, 2.0)
 """fd steps for a piecewise-linear (or unknown) model: these multiples of ``operators.default_step``."""
 BOOTSTRAP = 2000
 """Bootstrap resamples of the points for the 95% bands."""
+BOOTSTRAP_CHUNK_VALUES = 4_000_000  # resampled values held at once (about 32 MB of float64)
 BAND = ("95% percentile bootstrap over points: 2.5 and 97.5 percentiles of the mean of {n} resamples of the points "
         "with replacement (numpy default_rng(seed))")
 DEFAULT_POINTS = 100
@@ -236,8 +237,14 @@ def spectrum_statistics(spectra: np.ndarray, k: int, seed: int = 0, bootstrap: i
     top, bottom = S[:, :k], S[:, k:]
     mean = S.mean(axis=0)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(int(bootstrap), n))
-    boot = S[idx].mean(axis=1)  # (B, 2k)
+    boot, boot_top, boot_bot = [], [], []
+    chunk = max(1, BOOTSTRAP_CHUNK_VALUES // (n * S.shape[1]))  # resamples per draw: bounded memory for any n
+    for start in range(0, int(bootstrap), chunk):
+        R = S[rng.integers(0, n, size=(min(chunk, int(bootstrap) - start), n))]  # (c, n, 2k)
+        boot.append(R.mean(axis=1))
+        boot_top.append(R[:, :, :k].mean(axis=(1, 2)))
+        boot_bot.append(np.abs(R[:, :, k:]).mean(axis=(1, 2)))
+    boot, boot_top, boot_bot = np.concatenate(boot), np.concatenate(boot_top), np.concatenate(boot_bot)
     low, high = np.percentile(boot, [2.5, 97.5], axis=0)
     sums = S.sum(axis=1)
 
@@ -246,8 +253,6 @@ def spectrum_statistics(spectra: np.ndarray, k: int, seed: int = 0, bootstrap: i
 
     mean_top, mean_abs_bottom = float(top.mean()), float(np.abs(bottom).mean())
     r = ratio(mean_top, mean_abs_bottom)
-    boot_top = top[idx].mean(axis=(1, 2))
-    boot_bot = np.abs(bottom)[idx].mean(axis=(1, 2))
     ok = boot_bot > 0
     r_band = None
     if r is not None and ok.all():
