@@ -17,10 +17,10 @@ the curvature operator ``P H P / |grad F|`` of ``F = f_k - f_j`` (``operators.cu
 ``principal_curvatures``, same sign: :data:`geometry.curvature.SIGN_CONVENTION`) gives its k most positive and k
 most negative eigenvalues. How (``method``, :data:`METHODS`): ``"lanczos"`` is signed Lanczos
 (``lanczos.signed_eigs``, orthogonal to the normal); ``"full"`` the dense spectrum on the tangent space
-(the eigenvalues of ``lanczos.full_spectrum``, d products; :func:`tangent_eigenvalues`); ``"auto"`` (default) follows ``curvature.auto_full`` exactly as the
-single-image analysis does: dense for d <= 256, and for finite differences up to d = 1024 (MNIST), because at a
-finite step the fd map is not linear and Lanczos on it does not converge (measured on mnist_lenet_relu: 300
-products, never converged, 0.9 s a point; the dense symmetrised matrix 0.46 s), else Lanczos. For a model known
+(the eigenvalues of ``lanczos.full_spectrum``, d products; :func:`tangent_eigenvalues`); ``"auto"``
+(default) follows ``curvature.auto_full`` exactly as the single-image analysis does: dense for d <= 256, and
+for finite differences up to d = 1024 (MNIST), because at a finite step the fd map is not linear and Lanczos on
+it does not converge on ReLU networks (docs/curvature.md, *Signed spectra*), else Lanczos. For a model known
 to be piecewise linear, ``"exact"`` gives zeros without a product (the exact answer almost everywhere), with a
 warning, as ``principal_curvatures`` does.
 

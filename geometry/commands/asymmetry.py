@@ -18,7 +18,8 @@ LOCATION_CHOICES = ("boundary", "inside", "both")
 def add_arguments(p):
     add_model_arguments(p)
     p.add_argument("--points", type=int, default=DEFAULT_POINTS,
-                   help=f"held-out images (default {DEFAULT_POINTS}); images whose search fails are dropped and counted")
+                   help=f"held-out images (default {DEFAULT_POINTS}); images whose search fails are dropped and "
+                        "counted")
     p.add_argument("--k", type=int, default=DEFAULT_K,
                    help=f"curvatures per end of the spectrum (2k per point; default {DEFAULT_K})")
     p.add_argument("--estimator", choices=ESTIMATOR_CHOICES, default="auto",
