@@ -173,3 +173,13 @@ def detector_examples(clf, detector, per_class: int = 3) -> DetectorExamples:
                             [int(v) for v in att.label], [bool(v) for v in clean.flagged],
                             [bool(v) for v in att.flagged], [int(v) for v in att.recovered_label],
                             [float(v) for v in clean.score], [float(v) for v in att.score], float(detector.threshold))
+
+
+def curvature_asymmetry_summary(clf, points: int, k: int = 10, locations=("boundary", "inside"), estimators=None,
+                                seed: int = 0, progress=None) -> dict:
+    """``geometry.asymmetry.curvature_asymmetry(...).to_dict()`` on ``points`` held-out images (a job for the
+    Curvature page; plain, JSON-ready data)."""
+    from .asymmetry import curvature_asymmetry
+
+    return curvature_asymmetry(clf, points=points, k=k, locations=locations, estimators=estimators, seed=seed,
+                               progress=progress).to_dict()

@@ -99,3 +99,74 @@ def profile_figure(profile: dict, title: str = "F = f_k − f_j along curvature 
                       yaxis_title="f_k − f_j  (> 0: class k)", height=400, margin=dict(l=10, r=10, t=50, b=40),
                       legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
     return fig
+
+
+# one colour per (estimator, step) group and one dash per location, so every trace is named by its legend
+ASYMMETRY_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
+LOCATION_DASH = {"boundary": "solid", "inside": "dash"}
+LOCATION_NAME = {"boundary": "at the boundary point", "inside": "inside, at x + 0.8 r"}
+
+
+def asymmetry_label(entry: dict) -> str:
+    """'exact, at the boundary point' or 'fd h = 0.547, inside, at x + 0.8 r' for one entry of
+    ``AsymmetryResult.to_dict()["results"]``."""
+    est = "exact" if entry["estimator"] == "exact" else f"fd h = {entry['step']:.3g}"
+    return f"{est}, {LOCATION_NAME.get(entry['location'], entry['location'])}"
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    s = hex_color.lstrip("#")
+    return f"rgba({int(s[0:2], 16)},{int(s[2:4], 16)},{int(s[4:6], 16)},{alpha})"
+
+
+def asymmetry_figure(result: dict, title: str | None = None) -> go.Figure:
+    """The mean sorted spectrum (k most positive, then k most negative) with its 95% band, one line per
+    (estimator, step, location) of ``AsymmetryResult.to_dict()``; a zero line; the unexplored middle marked."""
+    fig = go.Figure()
+    k = int(result["k"])
+    groups: dict = {}
+    for e in result["results"]:
+        if not e["mean"]:
+            continue
+        g = groups.setdefault((e["estimator"], e["step"]), len(groups))
+        color = ASYMMETRY_COLORS[g % len(ASYMMETRY_COLORS)]
+        # ranks 1..k for the positive end, k+2..2k+1 for the negative end: a gap marks the middle of the spectrum
+        x = list(range(1, k + 1)) + [None] + list(range(k + 2, 2 * k + 2))
+        mean = list(e["mean"][:k]) + [None] + list(e["mean"][k:])
+        name = f"{asymmetry_label(e)} (n = {e['points_used']})"
+        for lo_part, hi_part, xs in ((e["band_low"][:k], e["band_high"][:k], x[:k]),
+                                     (e["band_low"][k:], e["band_high"][k:], x[k + 1:])):
+            fig.add_trace(go.Scatter(x=list(xs) + list(xs)[::-1], y=list(hi_part) + list(lo_part)[::-1],
+                                     fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
+                                     hoverinfo="skip", showlegend=False, legendgroup=name))
+        fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=name, legendgroup=name, connectgaps=False,
+                                 line=dict(color=color, width=2, dash=LOCATION_DASH.get(e["location"], "dot")),
+                                 marker=dict(color=color, size=6),
+                                 hovertemplate="rank %{x}: mean curvature %{y:.4g}<extra>" + name + "</extra>"))
+    fig.add_hline(y=0, line=dict(color="#888", width=1, dash="dot"))
+    fig.add_vrect(x0=k + 0.5, x1=k + 1.5, fillcolor="#eee", opacity=0.5, line_width=0, layer="below")
+    ticks = list(range(1, k + 1, max(1, k // 5))) + list(range(k + 2, 2 * k + 2, max(1, k // 5)))
+    labels = [f"+{i}" for i in range(1, k + 1, max(1, k // 5))] + \
+             [f"−{2 * k + 2 - t}" for t in range(k + 2, 2 * k + 2, max(1, k // 5))]
+    fig.update_layout(title=title or f"Mean sorted curvatures over {result['points']} images, 95% band",
+                      xaxis=dict(title=f"rank: the {k} most positive (+1 = largest), then the {k} most negative "
+                                       "(−1 = most negative)", tickvals=ticks, ticktext=labels),
+                      yaxis_title="mean curvature (1 / pixel-space length)", height=460,
+                      legend=dict(orientation="h", yanchor="top", y=-0.25, x=0),
+                      margin=dict(l=10, r=10, t=60, b=40))
+    return fig
+
+
+def asymmetry_table(result: dict) -> list[dict]:
+    """Rows for a small table of the sign fractions and the asymmetry ratio, one per entry."""
+    rows = []
+    for e in result["results"]:
+        band = e["asymmetry_ratio_band"]
+        pct = (lambda v: None if v is None else round(100 * v, 1))
+        rows.append({"estimator, location": asymmetry_label(e), "points used": e["points_used"],
+                     "dropped": e["points_dropped"], "mostly positive (%)": pct(e["mostly_positive"]),
+                     "mostly negative (%)": pct(e["mostly_negative"]), "values > 0 (%)": pct(e["positive_values"]),
+                     "ratio top / |bottom|": None if e["asymmetry_ratio"] is None else round(e["asymmetry_ratio"], 3),
+                     "ratio 95% band": "" if not band else f"{band[0]:.3g} – {band[1]:.3g}",
+                     "converged": f"{e['converged']}/{e['points_used']}", "seconds": round(e["seconds"], 1)})
+    return rows

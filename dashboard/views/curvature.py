@@ -10,7 +10,8 @@ import numpy as np
 import streamlit as st
 
 from dashboard.figures.common import image_figure, signed_image_figure
-from dashboard.figures.curvature import direction_figures, estimator_label, profile_figure, spectrum_figure
+from dashboard.figures.curvature import (asymmetry_figure, asymmetry_table, direction_figures, estimator_label,
+                                         profile_figure, spectrum_figure)
 from dashboard.jobs import compute
 from dashboard.state import current_image, current_model, model_key
 from dashboard import links
@@ -20,8 +21,11 @@ from geometry.boundary import boundary_point
 from geometry.curvature import SIGN_CONVENTION, auto_full, curvature_profile, principal_curvatures
 from geometry.lanczos import FULL_SPECTRUM_MAX_DIM
 from geometry.operators import default_step
+from geometry.tasks import curvature_asymmetry_summary
 
 ESTIMATOR_CHOICES = ["auto", "exact", "fd"]
+ASYM_DEFAULT_POINTS, ASYM_MIN_POINTS, ASYM_MAX_POINTS = 20, 2, 200
+ASYM_LOCATIONS = {"both": ("boundary", "inside"), "boundary": ("boundary",), "inside": ("inside",)}
 ESTIMATOR_HELP = ("exact: the autograd Hessian (zero almost everywhere for ReLU / max-pool networks). fd: central "
                   "differences of gradients at step h, i.e. curvature at the scale h (the original paper's choice "
                   "for ReLU networks). auto: exact for smooth networks, fd for piecewise-linear ones.")
@@ -41,6 +45,11 @@ def _profile(res):
     return compute(curvature_profile, res, indices=(0, -1), what="the curvature profiles")
 
 
+def _asymmetry(points: int, k: int, locations: tuple):
+    return compute(curvature_asymmetry_summary, points, k, locations, progress=True, long=True,
+                   what=f"the curvature asymmetry over {points} images")
+
+
 def _auto_estimator(clf) -> str:
     return "exact" if clf.piecewise_linear is False else "fd"
 
@@ -52,6 +61,8 @@ def _init_state(clf):
     links.shared("curv_full", False)
     links.shared("curv_target", "nearest", options=["nearest"] + [f"{i}: {n}" for i, n in enumerate(clf.class_names)])
     links.shared("curv_ndirs", 3, options=range(1, 7))
+    links.shared("curv_asym_points", ASYM_DEFAULT_POINTS, options=range(ASYM_MIN_POINTS, ASYM_MAX_POINTS + 1))
+    links.shared("curv_asym_location", "both", options=list(ASYM_LOCATIONS))
     # the step default depends on the model (its d and pixel range): reset it when the model changes
     h0 = default_step(clf)
     if st.session_state.get("curv_step_model") != model_key():
@@ -203,3 +214,49 @@ if results:
                        key="curv_profile_export")
 
 _settings(clf, d)
+
+
+# ------------------------------------------------------------------ many images
+def _asymmetry_section(clf, d):
+    """The paper's statistic: the mean sorted spectrum over many held-out images, run on request."""
+    st.subheader("Curvature asymmetry over many images")
+    plain("Is the boundary bent more one way than the other near real images? This averages the sorted "
+          "[[spectrum|curvature spectrum]] over many held-out images: the [[positive_curvature|positive]] end against "
+          "the [[negative_curvature|negative]] end, with a 95% band.")
+    kmax = max(1, (d - 1) // 2)
+    k_asym = min(int(st.session_state.curv_k), kmax)
+    auto = ("exact Hessian" if clf.piecewise_linear is False else
+            f"finite differences at h = 0.5, 1 and 2 × {default_step(clf):.3g}")
+    with st.expander("Run the asymmetry over many images", expanded=True):
+        c1, c2 = st.columns(2)
+        c1.number_input("Number of held-out images", ASYM_MIN_POINTS, ASYM_MAX_POINTS, step=10,
+                        key="curv_asym_points",
+                        help="Each image costs one curvature spectrum per location and estimator (about 0.1-0.5 s "
+                             "each on a CPU); images whose boundary search fails are dropped and counted.")
+        c2.radio("Where", list(ASYM_LOCATIONS), key="curv_asym_location", horizontal=True,
+                 help="boundary: at each image's boundary point. inside: at x + 0.8 r, the point of the authors' "
+                      "code (r = their DeepFool perturbation, at most 5 iterations), still inside the class. "
+                      "both: each.")
+        st.caption(f"k = {k_asym} curvatures per end (the page's setting); estimator: {auto} (auto for this "
+                   "model). The same numbers come from `python -m geometry asymmetry`.")
+        if st.button("Compute the asymmetry", key="curv_asym_run", type="primary"):
+            st.session_state.curv_asym_request = {"model": mkey, "points": int(st.session_state.curv_asym_points),
+                                                  "k": k_asym, "location": st.session_state.curv_asym_location}
+    req = st.session_state.get("curv_asym_request")
+    if not req or req.get("model") != mkey:
+        return
+    with guarded("the curvature asymmetry"):
+        result = _asymmetry(req["points"], req["k"], ASYM_LOCATIONS[req["location"]])
+        fig = asymmetry_figure(result)
+        show(fig, key="curv_asym_figure")
+        st.dataframe(asymmetry_table(result), hide_index=True, width="stretch")
+        st.caption("Band: " + result["band"] + ". Mostly positive / negative: the share of images whose 2k curvatures "
+                   "sum to more / less than zero. Ratio: mean of the k most positive over the mean magnitude of the k "
+                   "most negative (above 1: the positive end is larger). See docs/science.md section 3.")
+        for e in result["results"]:
+            if e["warning"]:
+                st.info(f"{e['location']}, {e['estimator']}: {e['warning']}")
+        export_buttons(fig, params=result, name=f"curvature_asymmetry_{clf.name}", key="curv_asym_export")
+
+
+_asymmetry_section(clf, d)
