@@ -28,6 +28,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from dashboard.figures.common import apply_theme
+from dashboard.figures.curvature import asymmetry_figure, asymmetry_table
 from dashboard.figures.curvature import spectrum_figure as curvature_spectrum_figure
 from dashboard.figures.vulnerability import (auc_interval_figure, concentration_figure, fooling_figure, roc_figure,
                                              score_histograms_figure, spectrum_figure, subspace_grid_figure)
@@ -181,6 +182,8 @@ def to_html(blocks: list, title: str) -> str:
 
 # ================================================================== the report's content
 CAPTIONS = {
+    "asymmetry": "Mean of the sorted principal curvatures (k most positive, then k most negative) over held-out "
+                 "images, one line per estimator and location, with its 95% bootstrap band; the dashed line is 0.",
     "curvature_spectra": "Principal curvatures (k most positive and k most negative, sorted) at the boundary points "
                          "of held-out images, one line per point.",
     "subspace_spectrum": "Extreme eigenvalues of the average curvature operator over the training images used for "
@@ -238,7 +241,7 @@ def report_blocks(rep: Reproduction) -> list:
                  "the kaleido package and a Chrome browser, which this tool does not require.", italic=True),
                Heading("Findings")]
     order = ["curvature", "concentration"] + [k for k in v if k.startswith("concentration_")] + \
-        ["fooling", "detector", "detector_variants", "preregistered"]
+        ["fooling", "detector", "detector_variants", "preregistered", "asymmetry"]
     B.append(Bullets(tuple(v[k] for k in order if k in v)))
 
     def fig(name, figure, title, caption_key=None):
@@ -394,6 +397,24 @@ def report_blocks(rep: Reproduction) -> list:
         B += _preregistered_blocks(pre)
     else:
         B.append(P("Not computed: " + ("; ".join(x for x in rep.notes if x.startswith("Pre-registered"))
+                                       or "no result.")))
+
+    # --- 7. curvature asymmetry over many images
+    B.append(Heading("7. Curvature asymmetry over many images"))
+    asym = n.get("asymmetry")
+    if asym:
+        rows = asymmetry_table(asym)
+        B += [P(f"The k = {asym['k']} most positive and k most negative principal curvatures at the boundary point "
+                "of each of "
+                f"{asym['points']} held-out images and at x + 0.8 r inside its class (r: the authors' DeepFool, at "
+                "most 5 iterations), sorted; the figure shows their mean with a "
+                f"band: {asym['band']} (docs/science.md, section 3). 'Mostly positive': the sum of the top-k and "
+                "bottom-k curvatures is positive at that point."),
+              T(list(rows[0]), [list(r.values()) for r in rows]) if rows else P("No entry.")]
+        fig("asymmetry", asymmetry_figure(asym), f"Mean sorted principal-curvature spectrum over {asym['points']} "
+            "held-out images")
+    else:
+        B.append(P("Not computed: " + ("; ".join(x for x in rep.notes if x.startswith("Curvature asymmetry"))
                                        or "no result.")))
 
     if rep.notes:

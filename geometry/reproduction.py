@@ -53,7 +53,7 @@ class Reproduction:
 REPRODUCE_DEFAULTS = {"subspace_images": 100, "m": 20, "curvature_images": 10, "curvature_k": 10,
                       "images": 200, "draws": 10, "calibration_images": 200, "evaluation_images": 200,
                       "fpr": 0.05, "sizes": (1.0, 1.5, 2.0), "attacks": ("deepfool", "fgsm", "pgd"),
-                      "connectivity_pairs": 10, "preregistered": True}
+                      "connectivity_pairs": 10, "preregistered": True, "asymmetry_points": 100}
 
 
 def _connectivity(clf, pairs: int, seed: int, notes: list[str], progress) -> dict | None:
@@ -98,7 +98,7 @@ def run_reproduction(clf: Classifier, *, subspace_images: int = 100, m: int = 20
                      evaluation_images: int = 200, fpr: float = 0.05, sizes=(1.0, 1.5, 2.0),
                      attacks=("deepfool", "fgsm", "pgd"), connectivity_pairs: int = 10,
                      construction: str = "projected", select: str | None = None, preregistered: bool = True,
-                     cache: str | Path | None | bool = None, recompute: bool = False,
+                     asymmetry_points: int = 100, cache: str | Path | None | bool = None, recompute: bool = False,
                      progress: Progress | None = None) -> Reproduction:
     """Run every experiment of the report on ``clf`` (see the module docstring).
 
@@ -109,7 +109,10 @@ def run_reproduction(clf: Classifier, *, subspace_images: int = 100, m: int = 20
     ``preregistered.preregistered_evaluation`` with ``calibration_images`` development and ``evaluation_images``
     test images and this run's ``subspace_images``, ``m``, ``seed`` and cache (number ``preregistered``); its
     protocol fixes the rest (estimator "auto", the grid, target FPR, attacks and sizes, split and bootstrap
-    seeds), so ``fpr``, ``sizes`` and ``attacks`` do not change it."""
+    seeds), so ``fpr``, ``sizes`` and ``attacks`` do not change it. ``asymmetry_points`` held-out images give
+    the curvature-asymmetry statistics (``asymmetry.curvature_asymmetry`` at its defaults: exact for a smooth
+    model, fd at three steps for a piecewise-linear one, at the boundary point and at x + 0.8 r; number
+    ``asymmetry``); 0 skips them."""
     from .boundary import deepfool
     from .curvature import principal_curvatures
     from .detection import DIRECTION_SETS, evaluate_detectors, model_detector
@@ -123,8 +126,10 @@ def run_reproduction(clf: Classifier, *, subspace_images: int = 100, m: int = 20
 
     progress = progress or _noop
     t0 = time.perf_counter()
-    _check_held_out(clf, images=images, curvature_images=curvature_images,
+    _check_held_out(clf, images=images, curvature_images=curvature_images, asymmetry_points=asymmetry_points,
                     detector_images=calibration_images + evaluation_images)
+    if not isinstance(asymmetry_points, int) or isinstance(asymmetry_points, bool) or asymmetry_points < 0:
+        raise GeometryError(f"asymmetry_points must be 0 (skip) or a positive integer, got {asymmetry_points!r}")
     est = resolve_estimator(clf, estimator)
     h = resolve_step(clf, est, step)
     notes: list[str] = []
@@ -263,14 +268,31 @@ def run_reproduction(clf: Classifier, *, subspace_images: int = 100, m: int = 20
     else:
         notes.append("Pre-registered evaluation: skipped (preregistered = False).")
 
+    # --- 7. curvature asymmetry over many held-out images (docs/science.md, section 3)
+    if asymmetry_points:
+        from .asymmetry import curvature_asymmetry
+
+        t = time.perf_counter()
+        progress(0.99, f"curvature asymmetry over {asymmetry_points} held-out images")
+        try:
+            asym = curvature_asymmetry(clf, points=asymmetry_points, seed=seed,
+                                       progress=lambda f, msg: progress(0.99, f"curvature asymmetry: {msg}"))
+        except GeometryError as exc:  # reported, never hidden
+            notes.append(f"Curvature asymmetry: {exc}")
+        else:
+            numbers["asymmetry"] = asym.to_dict()
+        timings["asymmetry"] = time.perf_counter() - t
+    else:
+        notes.append("Curvature asymmetry: skipped (asymmetry_points = 0).")
+
     card = getattr(clf, "card", {}) or {}
     settings = {"model": clf.name, "architecture": card.get("architecture"), "activation": card.get("activation"),
                 "held_out_accuracy": card.get("held_out_accuracy"), "d": clf.dim, "device": clf.device.type,
                 "dtype": str(clf.dtype).replace("torch.", ""), "estimator": est, "step": h, "seed": seed,
                 "subspace_images": subspace_images, "m": m, "signs": "both" if select == "most" else select,
                 "construction": construction, "select": select, "constructions": [construction, other],
-                "preregistered": bool(preregistered), "curvature_images": curvature_images,
-                "curvature_k": curvature_k, "experiment_images": images, "draws": draws,
+                "preregistered": bool(preregistered), "asymmetry_points": int(asymmetry_points),
+                "curvature_images": curvature_images, "curvature_k": curvature_k, "experiment_images": images, "draws": draws,
                 "calibration_images": calibration_images, "evaluation_images": evaluation_images, "fpr": fpr,
                 "sizes": list(sizes), "attacks": list(attacks), "attack_norm": "l2",
                 "torch": torch.__version__, "python": platform.python_version(), "timings_s": timings}
@@ -350,6 +372,22 @@ def verdicts(numbers: dict) -> dict:
                             f"|top {cv['k_per_end']}| / |bottom {cv['k_per_end']}| = "
                             f"{cv['asymmetry_top_over_bottom']:.2f} (above 1: more strongly positive, the paper's "
                             "asymmetry).")
+    asym = numbers.get("asymmetry")
+    if asym:
+        bits = []
+        for e in asym["results"]:
+            if e["asymmetry_ratio"] is None:
+                continue
+            est = "exact" if e["estimator"] == "exact" else f"fd h = {e['step']:.3g}"
+            where = "at the boundary" if e["location"] == "boundary" else "at x + 0.8 r"
+            band = e.get("asymmetry_ratio_band") or [None, None]
+            ci = f" (95% band {band[0]:.2f}-{band[1]:.2f})" if band[0] is not None else ""
+            bits.append(f"{est} {where}: {e['asymmetry_ratio']:.2f}{ci}, {e['mostly_positive']:.0%} of "
+                        f"{e['points_used']} points mostly positive")
+        if bits:
+            out["asymmetry"] = ("Curvature asymmetry over held-out images, mean top-k over mean |bottom-k| of the "
+                                "sorted spectrum (above 1: more strongly positive, the paper's asymmetry): "
+                                + "; ".join(bits) + ".")
     pre = numbers.get("preregistered")
     if pre:
         ch, test = pre["chosen"], pre["test"]
@@ -397,7 +435,18 @@ def summary_row(numbers: dict, settings: dict) -> dict:
             "clean_fpr": d.get("clean_fpr"),
             "ratio_mean_constructions": {k[len("concentration_"):]: v.get("mean") for k, v in numbers.items()
                                          if k.startswith("concentration_")},
-            "preregistered": _preregistered_row(numbers.get("preregistered"))}
+            "preregistered": _preregistered_row(numbers.get("preregistered")),
+            "asymmetry": _asymmetry_rows(numbers.get("asymmetry"))}
+
+
+def _asymmetry_rows(asym: dict | None) -> list | None:
+    """The asymmetry statistics in short rows: estimator, step, location, ratio with band, sign fractions."""
+    if not asym:
+        return None
+    return [{"estimator": e["estimator"], "step": e["step"], "location": e["location"], "points": e["points_used"],
+             "ratio": e["asymmetry_ratio"], "ratio_band": e["asymmetry_ratio_band"],
+             "mostly_positive": e["mostly_positive"], "mostly_negative": e["mostly_negative"],
+             "positive_values": e["positive_values"]} for e in asym["results"]]
 
 
 def _preregistered_row(pre: dict | None) -> dict | None:

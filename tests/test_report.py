@@ -18,10 +18,11 @@ from conftest import ROOT
 
 SMALL = ["--model", "digits_mlp", "--subspace-images", "12", "--m", "4", "--curvature-images", "2",
          "--curvature-k", "3", "--images", "20", "--draws", "2", "--calibration-images", "20",
-         "--evaluation-images", "20", "--sizes", "1,2", "--connectivity-pairs", "0", "--quiet"]
+         "--evaluation-images", "20", "--sizes", "1,2", "--connectivity-pairs", "0", "--asymmetry-points", "6",
+         "--quiet"]
 
 OLD_NUMBERS = {"curvature", "subspace", "concentration", "fooling", "detector", "detector_variants"}
-NEW_NUMBERS = {"subspace_paper", "concentration_paper", "preregistered"}
+NEW_NUMBERS = {"subspace_paper", "concentration_paper", "preregistered", "asymmetry"}
 
 
 def markdown_tables(text: str) -> list[list[list[str]]]:
@@ -130,7 +131,17 @@ def test_reproduce_end_to_end_writes_md_html_and_numbers(reproduced):
     assert pre["test"]["paper_definition"]["variant"] == {"construction": "paper", "select": "most", "score": "max"}
     assert res["summary"]["preregistered"]["chosen"] == "/".join(pre["chosen"][k] for k in
                                                                   ("construction", "select", "score"))
-    assert set(res["verdicts"]) >= {"concentration", "concentration_paper", "detector", "preregistered"}
+    # the asymmetry statistics (geometry.asymmetry at its defaults; digits_mlp is smooth: exact, both locations)
+    asym = n["asymmetry"]
+    assert asym["points"] == 6 and asym["estimators"] == ["exact"]
+    assert {e["location"] for e in asym["results"]} == {"boundary", "inside"}
+    for e in asym["results"]:
+        assert len(e["mean"]) == len(e["band_low"]) == 2 * asym["k"]
+        assert all(lo - 1e-12 <= m <= hi + 1e-12 for lo, m, hi in zip(e["band_low"], e["mean"], e["band_high"]))
+    assert [r["ratio"] for r in res["summary"]["asymmetry"]] == [e["asymmetry_ratio"] for e in asym["results"]]
+    assert "Curvature asymmetry over many images" in md
+    assert set(res["verdicts"]) >= {"concentration", "concentration_paper", "detector", "preregistered",
+                                    "asymmetry"}
     for v in res["verdicts"].values():
         assert v in md
 
@@ -153,7 +164,7 @@ def test_html_is_self_contained_with_every_figure_a_plotly_div(reproduced):
     expected = {"fig-curvature_spectra", "fig-subspace_directions_projected", "fig-subspace_spectrum_projected",
                 "fig-subspace_directions_paper", "fig-subspace_spectrum_paper", "fig-concentration_projected",
                 "fig-concentration_paper", "fig-fooling", "fig-detector_roc", "fig-detector_scores",
-                "fig-preregistered_auc"}
+                "fig-preregistered_auc", "fig-asymmetry"}
     assert set(figures) == expected
     # self-contained: no script loaded from anywhere, plotly.js inlined exactly once, no stylesheet links
     assert p.scripts and all("src" not in attrs for attrs in p.scripts)
@@ -175,6 +186,7 @@ def test_markdown_only_with_the_paper_construction_first(reproduced, capsys):
     _, _, tmp = reproduced
     out_dir = tmp / "md_only"
     assert main(["reproduce", *SMALL, "--format", "md", "--no-preregistered", "--construction", "paper",
+                 "--asymmetry-points", "0",
                  "--out", str(out_dir), "--cache-dir", str(tmp / "cache")]) == 0
     md = (out_dir / "report.md").read_text()
     assert not (out_dir / "report.html").exists() and "report.html#" not in md
@@ -183,6 +195,7 @@ def test_markdown_only_with_the_paper_construction_first(reproduced, capsys):
     assert "preregistered" not in numbers["numbers"] and numbers["settings"]["preregistered"] is False
     assert any(x.startswith("Pre-registered evaluation: skipped") for x in numbers["notes"])
     assert "Not computed: Pre-registered evaluation: skipped" in md
+    assert "asymmetry" not in numbers["numbers"] and "Not computed: Curvature asymmetry: skipped" in md
     assert "md: " in capsys.readouterr().out
     # --construction picks the S of the experiments; the other one is reported beside it
     n = numbers["numbers"]

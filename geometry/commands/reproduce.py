@@ -53,6 +53,9 @@ def add_arguments(p):
     g.add_argument("--no-preregistered", action="store_true",
                    help="skip the pre-registered detector evaluation (geometry/preregistered.py; by default it runs "
                         "with --calibration-images development and --evaluation-images test images)")
+    g.add_argument("--asymmetry-points", type=int, default=D["asymmetry_points"],
+                   help="held-out images for the curvature-asymmetry statistics (geometry.asymmetry at its defaults; "
+                        f"0: skip; default {D['asymmetry_points']})")
     g.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -60,6 +63,8 @@ def validate(args) -> None:
     for name in ("curvature_images", "curvature_k", "images", "draws", "calibration_images", "evaluation_images"):
         if getattr(args, name) < 1:
             raise GeometryError(f"--{name.replace('_', '-')} must be a positive integer")
+    if args.asymmetry_points < 0:
+        raise GeometryError(f"--asymmetry-points must be 0 (skip) or more, got {args.asymmetry_points}")
     if args.connectivity_pairs < 0:
         raise GeometryError(f"--connectivity-pairs must be 0 or more, got {args.connectivity_pairs}")
     if not 0 < args.fpr < 1:
@@ -81,7 +86,8 @@ def run(args) -> dict:
                            calibration_images=args.calibration_images, evaluation_images=args.evaluation_images,
                            fpr=args.fpr, sizes=_sizes(args.sizes), connectivity_pairs=args.connectivity_pairs,
                            construction=args.construction, select=resolve_select(args.select, args.signs),
-                           preregistered=not args.no_preregistered, cache=cache_arg(args), recompute=args.recompute,
+                           preregistered=not args.no_preregistered, asymmetry_points=args.asymmetry_points,
+                           cache=cache_arg(args), recompute=args.recompute,
                            progress=progress)
     try:
         from dashboard.report import write_report  # Plotly: only here, never in the library
