@@ -1,0 +1,402 @@
+"""Where the loops over images and pairs run: in this process, or as Ray tasks and actors (docs/ray.md).
+
+One small seam, *map a function over fixed chunks*:
+
+- :func:`map_chunks` ``(fn, clf, chunks, *args)`` returns ``[fn(clf, chunk, *args) for chunk in chunks]``, in chunk
+  order. ``fn`` is a module-level function; ``chunks`` are small descriptions of the work (slices, index ranges,
+  configurations); ``args`` are shared by every chunk (sent once).
+- :func:`stateful_chunks` ``(init, clf, chunks, *args)`` keeps ``state_i = init(clf, chunk_i, *args)`` where the
+  chunk runs, and its ``map(step, *args)`` returns ``[step(clf, state_i, *args) for i]`` in chunk order (the
+  Lanczos products of ``geometry.subspace``: each state holds a chunk of boundary points and their graphs).
+
+The active backend comes from a context (a ``contextvars.ContextVar``), so the analyses deep inside need no new
+parameter: ``with backend("auto", model=ref): ...`` sends the work to Ray, ``with backend(None)`` (the default)
+keeps it in this process. :class:`LocalBackend` runs the chunks in order, in the caller. :class:`RayBackend` runs
+each chunk as a Ray task (``map_chunks``) or on a few Ray actors (``stateful_chunks``); each worker process loads the
+model once, from a :class:`geometry.executor.ModelRef` (a zoo name or a file plus load options, never a pickled
+model), and checks that its weights match the caller's (``subspace.model_fingerprint``). Tasks and actors declare
+one CPU each and, when the model is on CUDA, a fraction of a GPU (:data:`GPU_FRACTION`); a task whose worker dies is
+retried (:data:`TASK_RETRIES`), an actor is restarted and its call retried (:data:`ACTOR_RESTARTS`).
+
+Same results: the chunks are the same whichever backend runs them (they never depend on the backend or the number
+of workers), every chunk computes exactly what the local loop computes for it, and every reduction over chunks is
+done by the caller in chunk order; so a Ray run gives bitwise the numbers of a local run (tests/test_ray.py checks
+it with exact equality, also after a worker is killed mid-run).
+
+Ray is an optional extra (requirements-ray.txt), imported only when a Ray backend is used. Imports the standard
+library at module level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib.util
+import math
+import os
+import threading
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from .errors import GeometryError
+
+ENV_RAY = "BOUNDARY_GEOMETRY_RAY"   # "auto" or a Ray address: the app's jobs run their loops on Ray
+ENV_RAY_CPUS = "BOUNDARY_GEOMETRY_RAY_CPUS"  # CPUs of a local cluster this process starts (default: all)
+TASK_RETRIES = 3        # a task whose worker process dies is run again (Ray's max_retries)
+ACTOR_RESTARTS = 3      # an actor whose process dies is restarted, and its pending call retried
+GPU_FRACTION = 0.25     # GPU share declared per task / actor when the model runs on CUDA
+INSTALL_HINT = "install requirements-ray.txt (pip install -r requirements-ray.txt)"
+
+Progress = Callable[[float, str], None]
+
+
+# --------------------------------------------------------------------------------------------- local
+class LocalBackend:
+    """Runs every chunk in this process, in order (the default)."""
+
+    name = "local"
+
+    def map(self, fn, clf, chunks: Sequence, args: tuple, progress: Progress | None, what: str) -> list:
+        out = []
+        for i, chunk in enumerate(chunks):
+            out.append(fn(clf, chunk, *args))
+            _report(progress, i + 1, len(chunks), what)
+        return out
+
+    def stateful(self, init, clf, chunks: Sequence, args: tuple) -> "_LocalStates":
+        return _LocalStates(clf, [init(clf, chunk, *args) for chunk in chunks])
+
+    def close(self) -> None:
+        pass
+
+
+class _LocalStates:
+    def __init__(self, clf, states: list):
+        self.clf, self.states = clf, states
+
+    def map(self, step, *args) -> list:
+        return [step(self.clf, s, *args) for s in self.states]
+
+    def close(self) -> None:
+        self.states = []
+
+
+LOCAL = LocalBackend()
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("geometry_distributed_backend", default=None)
+
+
+def _report(progress: Progress | None, done: int, total: int, what: str) -> None:
+    if progress is not None and total:
+        progress(done / total, f"{what}: {done}/{total} tasks done")
+
+
+# ------------------------------------------------------------------------------------------- the seam
+def current():
+    """The active backend (:data:`LOCAL` outside any :func:`backend` context)."""
+    return _ACTIVE.get() or LOCAL
+
+
+def map_chunks(fn: Callable, clf, chunks: Sequence, *args, progress: Progress | None = None,
+               what: str = "chunks") -> list:
+    """``[fn(clf, chunk, *args) for chunk in chunks]`` on the active backend, in chunk order. ``progress(fraction,
+    message)`` hears "tasks done / total" as chunks finish."""
+    chunks = list(chunks)
+    if not chunks:
+        return []
+    return current().map(fn, clf, chunks, tuple(args), progress, what)
+
+
+def stateful_chunks(init: Callable, clf, chunks: Sequence, *args):
+    """States ``init(clf, chunk, *args)`` kept where their chunk runs; ``.map(step, *args)`` -> ``[step(clf, state,
+    *args)]`` in chunk order; ``.close()`` frees them (Ray actors are stopped)."""
+    return current().stateful(init, clf, list(chunks), tuple(args))
+
+
+def even_chunks(n: int, most: int, align: int = 1) -> list[tuple[int, int]]:
+    """``[0, n)`` cut into ``ceil(n / most)`` contiguous ranges of nearly equal length whose starts are multiples
+    of ``align`` (a function of n, most and align only, never of the backend)."""
+    if n <= 0:
+        return []
+    align = max(1, int(align))
+    units = math.ceil(n / align)
+    parts = min(units, max(1, math.ceil(n / max(1, int(most)))))
+    bounds = [min(n, round(i * units / parts) * align) for i in range(parts + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i + 1] > bounds[i]]
+
+
+def ray_available() -> bool:
+    return importlib.util.find_spec("ray") is not None
+
+
+def check_ray_setting(address: str | None, option: str = "--ray") -> str | None:
+    """``address`` (``"auto"`` or a Ray address) checked without starting anything; None stays None."""
+    if address is None:
+        return None
+    address = str(address).strip()
+    if not address:
+        raise GeometryError(f"{option} needs 'auto' or the address of a Ray cluster (host:port or ray://host:port)")
+    if not ray_available():
+        raise GeometryError(f"{option} needs Ray, which is not installed here; {INSTALL_HINT}")
+    return address
+
+
+@contextlib.contextmanager
+def backend(address: str | None, *, model=None):
+    """Run the loops inside this block on Ray (``address`` = ``"auto"``: the running cluster, or a local one started
+    for the block; or a cluster's address), or locally when ``address`` is None. ``model``: the
+    :class:`geometry.executor.ModelRef` of the classifier the analyses receive (Ray workers load it themselves)."""
+    address = check_ray_setting(address)
+    if address is None:
+        token = _ACTIVE.set(LOCAL)
+        try:
+            yield LOCAL
+        finally:
+            _ACTIVE.reset(token)
+        return
+    be = RayBackend(address, model)
+    token = _ACTIVE.set(be)
+    try:
+        yield be
+    finally:
+        _ACTIVE.reset(token)
+        be.close()
+
+
+# --------------------------------------------------------------------------------------------- worker
+@dataclass(frozen=True)
+class WorkerModel:
+    """What a worker needs to load the caller's model: its ModelRef, device, dtype and weights fingerprint."""
+
+    ref: object
+    device: str
+    dtype: str
+    fingerprint: str
+
+
+_WORKER_MODELS: dict = {}
+_WORKER_LOCK = threading.Lock()
+
+
+def worker_classifier(spec: WorkerModel):
+    """The classifier of ``spec`` in this (worker) process, loaded once and cached."""
+    key = (spec.ref.digest, spec.device, spec.dtype)
+    with _WORKER_LOCK:
+        clf = _WORKER_MODELS.get(key)
+        if clf is None:
+            import torch
+
+            from .loading import load_classifier
+            from .subspace import model_fingerprint
+
+            options = {k: v for k, v in spec.ref.options}
+            options.update(device=spec.device, dtype=getattr(torch, spec.dtype))
+            options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}
+            clf = load_classifier(spec.ref.source, **options)
+            if model_fingerprint(clf) != spec.fingerprint:
+                raise GeometryError(f"the model a Ray worker loaded from {spec.ref.source!r} has other weights than "
+                                    "the caller's; give the same file on every machine of the cluster")
+            _WORKER_MODELS[key] = clf
+        return clf
+
+
+def _run_chunk(spec: WorkerModel, fn, chunk, *args):
+    return fn(worker_classifier(spec), chunk, *args)
+
+
+class _StateHolder:
+    """A Ray actor's body: the model and the states of the chunks assigned to it."""
+
+    def __init__(self, spec: WorkerModel, init, chunks: list, *args):
+        self.clf = worker_classifier(spec)
+        self.states = [init(self.clf, c, *args) for c in chunks]
+
+    def map(self, step, *args) -> list:
+        return [step(self.clf, s, *args) for s in self.states]
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+# ------------------------------------------------------------------------------------------------ Ray
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise GeometryError(f"Ray is not installed; {INSTALL_HINT}") from None
+    return ray
+
+
+def _package_dir() -> str:
+    return os.path.dirname(os.path.abspath(__file__))
+
+
+class RayBackend:
+    """Chunks as Ray tasks (``map_chunks``) and states on Ray actors (``stateful_chunks``); see the module docstring.
+
+    Connects lazily, at the first chunk: to the cluster already initialised in this process, else to ``address``
+    (``"auto"``: a running cluster if there is one, else a local one started here and shut down by :meth:`close`)."""
+
+    name = "ray"
+
+    def __init__(self, address: str, model=None):
+        self.address = address
+        self.model = model
+        self._started = False
+        self._specs: dict = {}
+        self._remote = None
+        self._holder = None
+        self._lock = threading.Lock()
+
+    # -------------------------------------------------------------- connection
+    def _connect(self):
+        ray = _ray()
+        with self._lock:
+            if not ray.is_initialized():
+                kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+                try:
+                    if self.address == "auto":
+                        try:
+                            ray.init(address="auto", **kwargs)
+                        except ConnectionError:
+                            cpus = os.environ.get(ENV_RAY_CPUS)
+                            ray.init(num_cpus=int(cpus) if cpus else None, **kwargs)
+                            self._started = True
+                    else:
+                        ray.init(address=self.address, **kwargs)
+                except GeometryError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one plain line for the user
+                    raise GeometryError(f"could not connect to Ray at {self.address!r}: "
+                                        f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+            if self._remote is None:
+                runtime_env = {"py_modules": [_package_dir()]}
+                self._remote = ray.remote(max_retries=TASK_RETRIES, runtime_env=runtime_env)(_run_chunk)
+                self._holder = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS,
+                                          runtime_env=runtime_env)(_StateHolder)
+        return ray
+
+    def close(self) -> None:
+        if self._started:
+            ray = _ray()
+            if ray.is_initialized():
+                ray.shutdown()
+            self._started = False
+        self._remote = self._holder = None
+
+    # -------------------------------------------------------------- the model
+    def _spec(self, clf) -> WorkerModel:
+        key = id(clf)
+        if key not in self._specs:
+            from .executor import ModelRef
+
+            if not isinstance(self.model, ModelRef):
+                raise GeometryError("work on Ray needs the model as a bundled name or a model file (a ModelRef that "
+                                    "workers can load); this model was given another way")
+            from .subspace import model_fingerprint
+
+            device = "cpu" if clf.device.type == "cpu" else "cuda"
+            self._specs[key] = (clf, WorkerModel(self.model, device, str(clf.dtype).replace("torch.", ""),
+                                                 model_fingerprint(clf)))
+        return self._specs[key][1]
+
+    def _resources(self, spec: WorkerModel) -> dict:
+        return {"num_cpus": 1, "num_gpus": GPU_FRACTION if spec.device == "cuda" else 0}
+
+    # -------------------------------------------------------------- tasks
+    def map(self, fn, clf, chunks: Sequence, args: tuple, progress: Progress | None, what: str) -> list:
+        ray = self._connect()
+        spec = self._spec(clf)
+        arg_refs = [ray.put(a) for a in args]
+        remote = self._remote.options(**self._resources(spec))
+        refs = [remote.remote(spec, fn, chunk, *arg_refs) for chunk in chunks]
+        index = {r: i for i, r in enumerate(refs)}
+        pending, done = list(refs), 0
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                done += len(ready)
+                for r in ready:  # surfaces a failed chunk at once
+                    ray.get(r)
+                _report(progress, done, len(refs), what)
+            return ray.get(sorted(refs, key=index.get))
+        except ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
+        finally:
+            for r in pending:
+                ray.cancel(r, force=True)
+
+    # -------------------------------------------------------------- actors
+    def stateful(self, init, clf, chunks: list, args: tuple) -> "_RayStates":
+        ray = self._connect()
+        spec = self._spec(clf)
+        res = self._resources(spec)
+        per_actor = max(1, int(res["num_cpus"]))
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        n_actors = max(1, min(len(chunks), cpus // per_actor))
+        assigned = _balance([_size(c) for c in chunks], n_actors)
+        arg_refs = [ray.put(a) for a in args]
+        actors = [self._holder.options(**res).remote(spec, init, [chunks[i] for i in idx], *arg_refs)
+                  for idx in assigned]
+        return _RayStates(ray, actors, assigned, len(chunks))
+
+
+class _RayStates:
+    def __init__(self, ray, actors: list, assigned: list[list[int]], n: int):
+        self.ray, self.actors, self.assigned, self.n = ray, actors, assigned, n
+
+    def map(self, step, *args) -> list:
+        ray = self.ray
+        arg_refs = [ray.put(a) for a in args] if any(_large(a) for a in args) else list(args)
+        try:
+            parts = ray.get([a.map.remote(step, *arg_refs) for a in self.actors])
+        except ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
+        out = [None] * self.n
+        for idx, res in zip(self.assigned, parts):
+            for i, r in zip(idx, res):
+                out[i] = r
+        return out
+
+    def pids(self) -> list[int]:
+        """The actors' process ids (tests kill one to check that the work still finishes)."""
+        return self.ray.get([a.pid.remote() for a in self.actors])
+
+    def close(self) -> None:
+        for a in self.actors:
+            try:
+                self.ray.kill(a)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self.actors = []
+
+
+def _size(chunk) -> int:
+    """A chunk's weight for balancing actors: the length of its first element (its points), else 1."""
+    try:
+        return max(1, len(chunk[0]))
+    except (TypeError, IndexError, KeyError):
+        return 1
+
+
+def _balance(sizes: list[int], n: int) -> list[list[int]]:
+    """Chunk indices for ``n`` actors: largest chunk first to the least loaded actor (results never depend on it)."""
+    load, out = [0] * n, [[] for _ in range(n)]
+    for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        a = min(range(n), key=lambda a: (load[a], a))
+        out[a].append(i)
+        load[a] += sizes[i]
+    return [sorted(idx) for idx in out if idx]
+
+
+def _large(a) -> bool:
+    return hasattr(a, "nbytes") and int(getattr(a, "nbytes", 0)) > 100_000
+
+
+def _unwrap(exc):
+    """The analysis' own error from a Ray task error (a GeometryError keeps its one-line message)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, GeometryError):
+        return cause
+    if cause is not None:
+        return cause
+    return GeometryError(f"a Ray task failed: {str(exc).splitlines()[0][:200]}")
