@@ -199,22 +199,34 @@ def worker_classifier(spec: WorkerModel):
         return clf
 
 
-def _run_chunk(spec: WorkerModel, fn, chunk, *args):
-    return fn(worker_classifier(spec), chunk, *args)
+_MISSING = "geometry.distributed: no such states"  # a restarted actor lost a chunk set: install it again
 
 
-class _StateHolder:
-    """A Ray actor's body: the model and the states of the chunks assigned to it."""
+class _PoolWorker:
+    """A Ray actor's body: loads models once (:func:`worker_classifier`), runs chunks, and keeps chunk states."""
 
-    def __init__(self, spec: WorkerModel, init, chunks: list, *args):
-        self.clf = worker_classifier(spec)
-        self.states = [init(self.clf, c, *args) for c in chunks]
-
-    def map(self, step, *args) -> list:
-        return [step(self.clf, s, *args) for s in self.states]
+    def __init__(self):
+        self.sets: dict = {}
 
     def pid(self) -> int:
         return os.getpid()
+
+    def run(self, spec: WorkerModel, fn, chunk, *args):
+        return fn(worker_classifier(spec), chunk, *args)
+
+    def install(self, key: str, spec: WorkerModel, init, chunks: list, *args) -> int:
+        clf = worker_classifier(spec)
+        self.sets[key] = (clf, [init(clf, c, *args) for c in chunks])
+        return len(chunks)
+
+    def map(self, key: str, step, *args):
+        if key not in self.sets:
+            return _MISSING
+        clf, states = self.sets[key]
+        return [step(clf, st, *args) for st in states]
+
+    def drop(self, key: str) -> None:
+        self.sets.pop(key, None)
 
 
 # ------------------------------------------------------------------------------------------------ Ray
@@ -231,28 +243,38 @@ def _package_dir() -> str:
 
 
 class RayBackend:
-    """Chunks as Ray tasks (``map_chunks``) and states on Ray actors (``stateful_chunks``); see the module docstring.
+    """Chunks and chunk states on a pool of Ray actors, one per CPU of the cluster (each declares one CPU and, for a
+    model on CUDA, :data:`GPU_FRACTION` of a GPU); see the module docstring. The actors load the model once each and
+    live as long as the backend, so every loop of a run (S, the experiments, the detector) reuses them.
 
     Connects lazily, at the first chunk: to the cluster already initialised in this process, else to ``address``
-    (``"auto"``: a running cluster if there is one, else a local one started here and shut down by :meth:`close`)."""
+    (``"auto"``: a running cluster if there is one, else a local one started here); :meth:`close` stops the actors
+    and a cluster started here. ``workers``: actors in the pool (default: the cluster's CPUs)."""
 
     name = "ray"
 
-    def __init__(self, address: str, model=None):
+    def __init__(self, address: str, model=None, workers: int | None = None):
         self.address = address
         self.model = model
+        self.workers = workers
         self._started = False
         self._specs: dict = {}
-        self._remote = None
-        self._holder = None
-        self._lock = threading.Lock()
+        self._actor_cls = None
+        self._pools: dict = {}
+        self._keys = 0
+        self._lock = threading.RLock()
 
     # -------------------------------------------------------------- connection
     def _connect(self):
+        """Ray, initialised: a cluster this process started or joined carries the package to its workers
+        (``py_modules``); a cluster initialised by the caller gets the package's folder on the workers' path
+        (a cluster on other machines then needs the project installed there)."""
         ray = _ray()
         with self._lock:
+            task_env = None
             if not ray.is_initialized():
-                kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+                kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                              runtime_env={"py_modules": [_package_dir()]})
                 try:
                     if self.address == "auto":
                         try:
@@ -260,30 +282,41 @@ class RayBackend:
                         except ConnectionError:
                             cpus = os.environ.get(ENV_RAY_CPUS)
                             ray.init(num_cpus=int(cpus) if cpus else None, **kwargs)
-                            self._started = True
                     else:
                         ray.init(address=self.address, **kwargs)
+                    self._started = True
                 except GeometryError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - one plain line for the user
                     raise GeometryError(f"could not connect to Ray at {self.address!r}: "
                                         f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
-            if self._remote is None:
-                runtime_env = {"py_modules": [_package_dir()]}
-                self._remote = ray.remote(max_retries=TASK_RETRIES, runtime_env=runtime_env)(_run_chunk)
-                self._holder = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS,
-                                          runtime_env=runtime_env)(_StateHolder)
+            elif self._actor_cls is None:
+                task_env = {"env_vars": {"PYTHONPATH": os.path.dirname(_package_dir())}}
+            if self._actor_cls is None:
+                opts = {"runtime_env": task_env} if task_env else {}
+                self._actor_cls = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS,
+                                             **opts)(_PoolWorker)
         return ray
 
     def close(self) -> None:
-        if self._started:
-            ray = _ray()
-            if ray.is_initialized():
-                ray.shutdown()
-            self._started = False
-        self._remote = self._holder = None
+        with self._lock:
+            if self._pools:
+                ray = _ray()
+                for actors in self._pools.values():
+                    for a in actors:
+                        try:
+                            ray.kill(a)
+                        except Exception:  # noqa: BLE001 - already gone
+                            pass
+                self._pools = {}
+            if self._started:
+                ray = _ray()
+                if ray.is_initialized():
+                    ray.shutdown()
+                self._started = False
+            self._actor_cls = None
 
-    # -------------------------------------------------------------- the model
+    # -------------------------------------------------------------- the model and the pool
     def _spec(self, clf) -> WorkerModel:
         key = id(clf)
         if key not in self._specs:
@@ -299,73 +332,103 @@ class RayBackend:
                                                  model_fingerprint(clf)))
         return self._specs[key][1]
 
-    def _resources(self, spec: WorkerModel) -> dict:
-        return {"num_cpus": 1, "num_gpus": GPU_FRACTION if spec.device == "cuda" else 0}
-
-    # -------------------------------------------------------------- tasks
-    def map(self, fn, clf, chunks: Sequence, args: tuple, progress: Progress | None, what: str) -> list:
+    def pool(self, spec: WorkerModel) -> list:
+        """The actors for models on ``spec.device`` (started at the first call)."""
         ray = self._connect()
+        with self._lock:
+            if spec.device not in self._pools:
+                cpus = int(ray.cluster_resources().get("CPU", 1))
+                n = max(1, int(self.workers) if self.workers else cpus)
+                res = {"num_cpus": 1, "num_gpus": GPU_FRACTION if spec.device == "cuda" else 0}
+                self._pools[spec.device] = [self._actor_cls.options(**res).remote() for _ in range(n)]
+            return self._pools[spec.device]
+
+    def pids(self, clf) -> list[int]:
+        """Process ids of the actors serving ``clf`` (tests kill one to check that the work still finishes)."""
+        ray = self._connect()
+        return ray.get([a.pid.remote() for a in self.pool(self._spec(clf))])
+
+    # -------------------------------------------------------------- chunks
+    def map(self, fn, clf, chunks: Sequence, args: tuple, progress: Progress | None, what: str) -> list:
         spec = self._spec(clf)
+        actors = self.pool(spec)
+        ray = self._connect()
         arg_refs = [ray.put(a) for a in args]
-        remote = self._remote.options(**self._resources(spec))
-        refs = [remote.remote(spec, fn, chunk, *arg_refs) for chunk in chunks]
-        index = {r: i for i, r in enumerate(refs)}
-        pending, done = list(refs), 0
+        out, running, todo, done = [None] * len(chunks), {}, list(range(len(chunks))), 0
+        idle = list(actors)
         try:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                done += len(ready)
-                for r in ready:  # surfaces a failed chunk at once
-                    ray.get(r)
-                _report(progress, done, len(refs), what)
-            return ray.get(sorted(refs, key=index.get))
+            while todo or running:
+                while todo and idle:  # one chunk per idle actor, in chunk order
+                    a, i = idle.pop(0), todo.pop(0)
+                    running[a.run.remote(spec, fn, chunks[i], *arg_refs)] = (i, a)
+                ready, _ = ray.wait(list(running), num_returns=1)
+                for r in ready:
+                    i, a = running.pop(r)
+                    out[i] = ray.get(r)
+                    idle.append(a)
+                    done += 1
+                _report(progress, done, len(chunks), what)
+            return out
         except ray.exceptions.RayTaskError as exc:
             raise _unwrap(exc) from None
-        finally:
-            for r in pending:
-                ray.cancel(r, force=True)
+        except ray.exceptions.RayError as exc:
+            raise GeometryError(f"Ray could not finish {what}: {str(exc).splitlines()[0][:200]}") from None
 
-    # -------------------------------------------------------------- actors
     def stateful(self, init, clf, chunks: list, args: tuple) -> "_RayStates":
-        ray = self._connect()
         spec = self._spec(clf)
-        res = self._resources(spec)
-        per_actor = max(1, int(res["num_cpus"]))
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        n_actors = max(1, min(len(chunks), cpus // per_actor))
-        assigned = _balance([_size(c) for c in chunks], n_actors)
+        actors = self.pool(spec)
+        ray = self._connect()
+        with self._lock:
+            self._keys += 1
+            key = f"set{self._keys}"
+        assigned = _balance([_size(c) for c in chunks], len(actors))
+        actors = actors[:len(assigned)]
         arg_refs = [ray.put(a) for a in args]
-        actors = [self._holder.options(**res).remote(spec, init, [chunks[i] for i in idx], *arg_refs)
-                  for idx in assigned]
-        return _RayStates(ray, actors, assigned, len(chunks))
+        chunk_refs = [ray.put([chunks[i] for i in idx]) for idx in assigned]
+        states = _RayStates(ray, key, spec, init, actors, assigned, chunk_refs, arg_refs, len(chunks))
+        states.install()
+        return states
 
 
 class _RayStates:
-    def __init__(self, ray, actors: list, assigned: list[list[int]], n: int):
-        self.ray, self.actors, self.assigned, self.n = ray, actors, assigned, n
+    """Chunk states spread over actors; a restarted actor gets its chunks installed again (same states)."""
+
+    def __init__(self, ray, key, spec, init, actors, assigned, chunk_refs, arg_refs, n):
+        self.ray, self.key, self.spec, self.init = ray, key, spec, init
+        self.actors, self.assigned, self.chunk_refs, self.arg_refs, self.n = actors, assigned, chunk_refs, arg_refs, n
+
+    def _install(self, a: int):
+        return self.actors[a].install.remote(self.key, self.spec, self.init, self.chunk_refs[a], *self.arg_refs)
+
+    def install(self) -> None:
+        self._get([self._install(a) for a in range(len(self.actors))])
+
+    def _get(self, refs):
+        try:
+            return self.ray.get(refs)
+        except self.ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
+        except self.ray.exceptions.RayError as exc:
+            raise GeometryError(f"Ray could not finish the work: {str(exc).splitlines()[0][:200]}") from None
 
     def map(self, step, *args) -> list:
-        ray = self.ray
-        arg_refs = [ray.put(a) for a in args] if any(_large(a) for a in args) else list(args)
-        try:
-            parts = ray.get([a.map.remote(step, *arg_refs) for a in self.actors])
-        except ray.exceptions.RayTaskError as exc:
-            raise _unwrap(exc) from None
+        refs = [self.ray.put(x) if _large(x) else x for x in args]
+        parts = self._get([a.map.remote(self.key, step, *refs) for a in self.actors])
+        for a, part in enumerate(parts):
+            if isinstance(part, str) and part == _MISSING:  # the actor was restarted: same states, built again
+                self._get([self._install(a)])
+                parts[a] = self._get([self.actors[a].map.remote(self.key, step, *refs)])[0]
         out = [None] * self.n
         for idx, res in zip(self.assigned, parts):
             for i, r in zip(idx, res):
                 out[i] = r
         return out
 
-    def pids(self) -> list[int]:
-        """The actors' process ids (tests kill one to check that the work still finishes)."""
-        return self.ray.get([a.pid.remote() for a in self.actors])
-
     def close(self) -> None:
         for a in self.actors:
             try:
-                self.ray.kill(a)
-            except Exception:  # noqa: BLE001 - already gone
+                a.drop.remote(self.key)
+            except Exception:  # noqa: BLE001 - the actor is gone
                 pass
         self.actors = []
 
