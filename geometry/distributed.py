@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib.util
+import logging
 import math
 import os
 import threading
@@ -103,13 +104,16 @@ def map_chunks(fn: Callable, clf, chunks: Sequence, *args, progress: Progress | 
     chunks = list(chunks)
     if not chunks:
         return []
-    return current().map(fn, clf, chunks, tuple(args), progress, what)
+    # one chunk is the same computation wherever it runs: keep it here (a quick job never waits for workers)
+    be = current() if len(chunks) > 1 else LOCAL
+    return be.map(fn, clf, chunks, tuple(args), progress, what)
 
 
 def stateful_chunks(init: Callable, clf, chunks: Sequence, *args):
     """States ``init(clf, chunk, *args)`` kept where their chunk runs; ``.map(step, *args)`` -> ``[step(clf, state,
     *args)]`` in chunk order; ``.close()`` frees them (Ray actors are stopped)."""
-    return current().stateful(init, clf, list(chunks), tuple(args))
+    chunks = list(chunks)
+    return (current() if len(chunks) > 1 else LOCAL).stateful(init, clf, chunks, tuple(args))
 
 
 def even_chunks(n: int, most: int, align: int = 1) -> list[tuple[int, int]]:
@@ -273,7 +277,7 @@ class RayBackend:
         with self._lock:
             task_env = None
             if not ray.is_initialized():
-                kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                               runtime_env={"py_modules": [_package_dir()]})
                 try:
                     if self.address == "auto":
@@ -305,7 +309,7 @@ class RayBackend:
                 for actors in self._pools.values():
                     for a in actors:
                         try:
-                            ray.kill(a)
+                            ray.kill(a, no_restart=True)
                         except Exception:  # noqa: BLE001 - already gone
                             pass
                 self._pools = {}
@@ -425,11 +429,10 @@ class _RayStates:
         return out
 
     def close(self) -> None:
-        for a in self.actors:
-            try:
-                a.drop.remote(self.key)
-            except Exception:  # noqa: BLE001 - the actor is gone
-                pass
+        try:
+            self.ray.get([a.drop.remote(self.key) for a in self.actors], timeout=10)
+        except Exception:  # noqa: BLE001 - an actor that is gone holds nothing
+            pass
         self.actors = []
 
 
