@@ -1,4 +1,4 @@
-"""Where the loops over images and pairs run: in this process, or as Ray tasks and actors (docs/ray.md).
+"""Where the loops over images and pairs run: in this process, or on Ray actors (docs/ray.md).
 
 One small seam, *map a function over fixed chunks*:
 
@@ -12,16 +12,17 @@ One small seam, *map a function over fixed chunks*:
 The active backend comes from a context (a ``contextvars.ContextVar``), so the analyses deep inside need no new
 parameter: ``with backend("auto", model=ref): ...`` sends the work to Ray, ``with backend(None)`` (the default)
 keeps it in this process. :class:`LocalBackend` runs the chunks in order, in the caller. :class:`RayBackend` runs
-each chunk as a Ray task (``map_chunks``) or on a few Ray actors (``stateful_chunks``); each worker process loads the
-model once, from a :class:`geometry.executor.ModelRef` (a zoo name or a file plus load options, never a pickled
-model), and checks that its weights match the caller's (``subspace.model_fingerprint``). Tasks and actors declare
-one CPU each and, when the model is on CUDA, a fraction of a GPU (:data:`GPU_FRACTION`); a task whose worker dies is
-retried (:data:`TASK_RETRIES`), an actor is restarted and its call retried (:data:`ACTOR_RESTARTS`).
+them on a pool of Ray actors that live as long as the backend: each loads the model once, from a
+:class:`geometry.executor.ModelRef` (a zoo name or a file plus load options, never a pickled model), checks that its
+weights match the caller's (``subspace.model_fingerprint``), computes with the caller's number of torch threads and
+declares that many CPUs (and, when the model is on CUDA, :data:`GPU_FRACTION` of a GPU). Chunks go to idle actors in
+chunk order; an actor whose process dies is restarted by Ray and its call retried (:data:`ACTOR_RESTARTS`; chunk
+states are built again from the same data). A loop of one chunk always runs in the caller.
 
 Same results: the chunks are the same whichever backend runs them (they never depend on the backend or the number
-of workers), every chunk computes exactly what the local loop computes for it, and every reduction over chunks is
-done by the caller in chunk order; so a Ray run gives bitwise the numbers of a local run (tests/test_ray.py checks
-it with exact equality, also after a worker is killed mid-run).
+of workers), every chunk computes exactly what the local loop computes for it (same code, same thread count), and
+every reduction over chunks is done by the caller in chunk order; so a Ray run gives bitwise the numbers of a local
+run (tests/test_ray.py checks it with exact equality, also after a worker is killed mid-run).
 
 Ray is an optional extra (requirements-ray.txt), imported only when a Ray backend is used. Imports the standard
 library at module level.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import importlib.util
 import logging
 import math
@@ -43,9 +45,8 @@ from .errors import GeometryError
 
 ENV_RAY = "BOUNDARY_GEOMETRY_RAY"   # "auto" or a Ray address: the app's jobs run their loops on Ray
 ENV_RAY_CPUS = "BOUNDARY_GEOMETRY_RAY_CPUS"  # CPUs of a local cluster this process starts (default: all)
-TASK_RETRIES = 3        # a task whose worker process dies is run again (Ray's max_retries)
-ACTOR_RESTARTS = 3      # an actor whose process dies is restarted, and its pending call retried
-GPU_FRACTION = 0.25     # GPU share declared per task / actor when the model runs on CUDA
+ACTOR_RESTARTS = 3      # an actor whose process dies is restarted, and its pending call retried (that many times)
+GPU_FRACTION = 0.25     # GPU share declared per actor when the model runs on CUDA
 INSTALL_HINT = "install requirements-ray.txt (pip install -r requirements-ray.txt)"
 
 Progress = Callable[[float, str], None]
@@ -166,15 +167,29 @@ def backend(address: str | None, *, model=None):
         be.close()
 
 
+@contextlib.contextmanager
+def using(be):
+    """Make an existing backend (e.g. one :class:`RayBackend` kept for many runs) the active one in this block,
+    without closing it afterwards."""
+    token = _ACTIVE.set(be)
+    try:
+        yield be
+    finally:
+        _ACTIVE.reset(token)
+
+
 # --------------------------------------------------------------------------------------------- worker
 @dataclass(frozen=True)
 class WorkerModel:
-    """What a worker needs to load the caller's model: its ModelRef, device, dtype and weights fingerprint."""
+    """What a worker needs to compute as the caller does: the model's ModelRef, device, dtype, weights fingerprint,
+    and the caller's number of intra-op threads (some CPU kernels, e.g. in DeepFool, round differently with another
+    thread count, so workers use the caller's)."""
 
     ref: object
     device: str
     dtype: str
     fingerprint: str
+    threads: int = 1
 
 
 _WORKER_MODELS: dict = {}
@@ -182,7 +197,12 @@ _WORKER_LOCK = threading.Lock()
 
 
 def worker_classifier(spec: WorkerModel):
-    """The classifier of ``spec`` in this (worker) process, loaded once and cached."""
+    """The classifier of ``spec`` in this (worker) process, loaded once and cached; torch set to the caller's
+    thread count."""
+    import torch
+
+    if torch.get_num_threads() != spec.threads:
+        torch.set_num_threads(spec.threads)
     key = (spec.ref.digest, spec.device, spec.dtype)
     with _WORKER_LOCK:
         clf = _WORKER_MODELS.get(key)
@@ -220,13 +240,14 @@ class _PoolWorker:
 
     def install(self, key: str, spec: WorkerModel, init, chunks: list, *args) -> int:
         clf = worker_classifier(spec)
-        self.sets[key] = (clf, [init(clf, c, *args) for c in chunks])
+        self.sets[key] = (spec, [init(clf, c, *args) for c in chunks])
         return len(chunks)
 
     def map(self, key: str, step, *args):
         if key not in self.sets:
             return _MISSING
-        clf, states = self.sets[key]
+        spec, states = self.sets[key]
+        clf = worker_classifier(spec)
         return [step(clf, st, *args) for st in states]
 
     def drop(self, key: str) -> None:
@@ -247,9 +268,10 @@ def _package_dir() -> str:
 
 
 class RayBackend:
-    """Chunks and chunk states on a pool of Ray actors, one per CPU of the cluster (each declares one CPU and, for a
-    model on CUDA, :data:`GPU_FRACTION` of a GPU); see the module docstring. The actors load the model once each and
-    live as long as the backend, so every loop of a run (S, the experiments, the detector) reuses them.
+    """Chunks and chunk states on a pool of Ray actors (module docstring): as many as the cluster's CPUs divided by
+    the caller's torch threads (each declares that many CPUs and, for a model on CUDA, :data:`GPU_FRACTION` of a
+    GPU). The actors load the model once each and live as long as the backend, so every loop of a run (S, the
+    experiments, the detector) reuses them.
 
     Connects lazily, at the first chunk: to the cluster already initialised in this process, else to ``address``
     (``"auto"``: a running cluster if there is one, else a local one started here); :meth:`close` stops the actors
@@ -322,6 +344,8 @@ class RayBackend:
 
     # -------------------------------------------------------------- the model and the pool
     def _spec(self, clf) -> WorkerModel:
+        import torch
+
         key = id(clf)
         if key not in self._specs:
             from .executor import ModelRef
@@ -334,18 +358,20 @@ class RayBackend:
             device = "cpu" if clf.device.type == "cpu" else "cuda"
             self._specs[key] = (clf, WorkerModel(self.model, device, str(clf.dtype).replace("torch.", ""),
                                                  model_fingerprint(clf)))
-        return self._specs[key][1]
+        return dataclasses.replace(self._specs[key][1], threads=max(1, torch.get_num_threads()))
 
     def pool(self, spec: WorkerModel) -> list:
-        """The actors for models on ``spec.device`` (started at the first call)."""
+        """The actors for ``spec``'s device and thread count (started at the first call): each declares as many CPUs
+        as it runs threads (the caller's), so the cluster's CPUs / threads of them run at once."""
         ray = self._connect()
+        key = (spec.device, spec.threads)
         with self._lock:
-            if spec.device not in self._pools:
+            if key not in self._pools:
                 cpus = int(ray.cluster_resources().get("CPU", 1))
-                n = max(1, int(self.workers) if self.workers else cpus)
-                res = {"num_cpus": 1, "num_gpus": GPU_FRACTION if spec.device == "cuda" else 0}
-                self._pools[spec.device] = [self._actor_cls.options(**res).remote() for _ in range(n)]
-            return self._pools[spec.device]
+                n = max(1, int(self.workers) if self.workers else cpus // spec.threads)
+                res = {"num_cpus": spec.threads, "num_gpus": GPU_FRACTION if spec.device == "cuda" else 0}
+                self._pools[key] = [self._actor_cls.options(**res).remote() for _ in range(n)]
+            return self._pools[key]
 
     def pids(self, clf) -> list[int]:
         """Process ids of the actors serving ``clf`` (tests kill one to check that the work still finishes)."""
