@@ -288,8 +288,9 @@ def _worker_main(conn, memory_bytes: int | None, threads: int) -> None:
     """A worker: load models on demand (cached by digest), run jobs one at a time, report progress.
 
     The memory cap is an address-space limit set *after* torch is imported, on top of what the
-    process has mapped by then (a CUDA context maps far more than it uses, so no cap is set where
-    CUDA is available; the parent's RSS watchdog still applies there)."""
+    process has mapped by then (a CUDA context maps far more than it uses, and so does a Ray client's
+    shared-memory object store, so no cap is set where CUDA is available or ``$BOUNDARY_GEOMETRY_RAY`` is set; the
+    parent's RSS watchdog still applies there)."""
     import logging
     import warnings
 
@@ -305,7 +306,7 @@ def _worker_main(conn, memory_bytes: int | None, threads: int) -> None:
         pass
     import geometry  # noqa: F401 - import the whole library before the cap is set
 
-    if memory_bytes and not torch.cuda.is_available():
+    if memory_bytes and not torch.cuda.is_available() and not os.environ.get("BOUNDARY_GEOMETRY_RAY"):
         limit = _vm_size_bytes() + memory_bytes
         try:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
