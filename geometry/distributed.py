@@ -88,8 +88,9 @@ _ACTIVE: contextvars.ContextVar = contextvars.ContextVar("geometry_distributed_b
 
 
 def _report(progress: Progress | None, done: int, total: int, what: str) -> None:
-    if progress is not None and total:
-        progress(done / total, f"{what}: {done}/{total} tasks done")
+    """``progress(fraction, "<what> (done/total tasks done)")`` about every tenth of the tasks and at the end."""
+    if progress is not None and total and (done == total or done % max(1, total // 10) == 0):
+        progress(done / total, f"{what} ({done}/{total} tasks done)")
 
 
 # ------------------------------------------------------------------------------------------- the seam
