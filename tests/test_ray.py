@@ -194,6 +194,24 @@ def test_app_jobs_run_their_loops_on_ray_when_the_environment_says_so(cluster, c
     assert _table(remote) == _table(local)
 
 
+def test_app_pool_workers_join_the_cluster_by_its_address(cluster, clf, monkeypatch):
+    """The app's worker processes (memory-capped, one thread) connect to the running cluster as Ray clients."""
+    import ray
+
+    from geometry.executor import LocalPool
+
+    cluster.close()
+    monkeypatch.setenv(distributed.ENV_RAY, ray.get_runtime_context().gcs_address)
+    ps = gallery_pairs(clf, 10, seed=3)
+    kw = dict(label=ps.labels, group=4, verification="local", max_anchors=6)
+    pool = LocalPool(workers=1, memory_gb=4, timeout=300)
+    try:
+        remote = pool.submit(Job(path_statistics, ModelRef.create(MODEL, device="cpu"), (ps.x1, ps.x2), kw)).result()
+    finally:
+        pool.shutdown()
+    assert _table(remote) == _table(path_statistics(clf, ps.x1, ps.x2, **kw))
+
+
 def test_a_model_ray_workers_cannot_load_is_refused(cluster, clf):
     be = distributed.RayBackend("auto", model=None)
     ps = gallery_pairs(clf, 4, seed=0)
