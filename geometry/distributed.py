@@ -113,7 +113,7 @@ def map_chunks(fn: Callable, clf, chunks: Sequence, *args, progress: Progress | 
 
 def stateful_chunks(init: Callable, clf, chunks: Sequence, *args):
     """States ``init(clf, chunk, *args)`` kept where their chunk runs; ``.map(step, *args)`` -> ``[step(clf, state,
-    *args)]`` in chunk order; ``.close()`` frees them (Ray actors are stopped)."""
+    *args)]`` in chunk order; ``.close()`` frees them."""
     chunks = list(chunks)
     return (current() if len(chunks) > 1 else LOCAL).stateful(init, clf, chunks, tuple(args))
 
