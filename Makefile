@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: app test install install-test browser bench train clean loadtest precompute
+.PHONY: app test install install-test install-ray ray-test browser bench train clean loadtest precompute
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,16 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-test.txt
 	touch $@
 
+$(VENV)/.installed-ray: requirements-ray.txt $(VENV)/.installed-test
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt
+	touch $@
+
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+# the optional Ray extra (docs/ray.md); `make test` runs tests/test_ray.py too whenever Ray is installed
+install-ray: $(VENV)/.installed-ray
 
 browser:
 	@bash scripts/ensure_chromium.sh
@@ -31,6 +38,9 @@ app: install
 
 test: install-test browser
 	$(PY) -m pytest -q tests
+
+ray-test: install-ray
+	$(PY) -m pytest -q tests/test_ray.py
 
 # 8 real browser sessions at once + the hostile uploads; writes out/loadtest.json (see docs/loadtest.md)
 loadtest: install-test browser

@@ -135,7 +135,10 @@ def main(argv=None) -> int:
     try:
         with _quiet(verbose):
             _validate_common(args)
-            result = args._run(args)
+            from .commands._common import distributed_from_args
+
+            with distributed_from_args(args):  # --ray: the loops run on Ray (geometry.distributed)
+                result = args._run(args)
             out = json.dumps(result) if args.json else (args._text or _default_text)(result)
     except GeometryError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -150,20 +150,27 @@ def second_derivatives(clf: Classifier, x, V, *, estimator: str = "fd", step: fl
     m = U.shape[0]
     rows = default_rows(clf) if batch_size is None else int(batch_size)
     per = max(1, rows // max(1, (2 * m + 1) if est == "fd" else m))
-    outs = []
-    for s in range(0, x.shape[0], per):
-        xb = x[s:s + per]
-        if est == "exact":
-            try:
-                outs.append(_d2_exact(clf, xb, U).detach())
-            except RuntimeError as exc:
-                raise GeometryError(f"this model does not support forward-mode differentiation "
-                                    f"({str(exc).splitlines()[0][:160]}); use estimator='fd'") from None
-        else:
-            outs.append(_d2_fd(clf, xb, U, h))
+    # chunks of ``per`` images, here or on Ray workers (geometry.distributed): the same chunks either way
+    from .distributed import map_chunks
+
+    outs = map_chunks(_d2_chunk, clf, [(s, min(s + per, x.shape[0])) for s in range(0, x.shape[0], per)], x, U, est,
+                      h, what="second derivatives")
     if not outs:
         return torch.empty(0, m, clf.num_classes, dtype=clf.dtype, device=clf.device)
     return torch.cat(outs)
+
+
+def _d2_chunk(clf: Classifier, bounds: tuple[int, int], x: torch.Tensor, U: torch.Tensor, est: str,
+              h: float | None) -> torch.Tensor:
+    """:func:`second_derivatives` of the images ``bounds[0]:bounds[1]`` (one chunk)."""
+    xb, U = x[bounds[0]:bounds[1]].to(clf.device), U.to(clf.device)
+    if est == "exact":
+        try:
+            return _d2_exact(clf, xb, U).detach()
+        except RuntimeError as exc:
+            raise GeometryError(f"this model does not support forward-mode differentiation "
+                                f"({str(exc).splitlines()[0][:160]}); use estimator='fd'") from None
+    return _d2_fd(clf, xb, U, h)
 
 
 def asymmetry_scores(clf: Classifier, x, V, *, estimator: str = "fd", step: float | None = None,
@@ -634,17 +641,16 @@ def evaluate_detectors(clf: Classifier, detectors: dict[str, Detector], x, y, *,
     rows: dict[str, list[AttackRow]] = {name: [] for name in detectors}
     configs = [(a, s) for a in attacks for s in sizes]
     truth_all = y.cpu().numpy()
-    for i, (attack, size) in enumerate(configs):
-        progress(0.15 + 0.85 * i / len(configs), f"{attack} at size {size:g}: attacking and scoring")
-        xa, eps = attack_batch(clf, x, y, attack, size, reference, norm=norm, pgd_steps=pgd_steps, seed=seed + i)
-        success = (clf.predict(xa) != y).cpu().numpy()
-        norms = (xa - x).reshape(x.shape[0], -1).norm(dim=1).cpu().numpy()
-        mean_norm = float(norms[success].mean()) if success.any() else float("nan")
-        xs = xa[torch.as_tensor(success, device=x.device)]
+    # one attack configuration per chunk, here or on Ray workers (geometry.distributed); rows are built here
+    from .distributed import map_chunks
+
+    progress(0.15, f"{len(configs)} attacks: attacking and scoring")
+    done = map_chunks(_attack_config, clf, list(enumerate(configs)), x, y, reference, detectors, norm, pgd_steps, seed,
+                      progress=lambda f, msg: progress(0.15 + 0.85 * f, msg), what="attacks")
+    for (attack, size), (eps, success, mean_norm, results) in zip(configs, done):
         for name, det in detectors.items():
-            res = det.detect(clf, xs) if success.any() else None
-            rows[name].append(_row(det, clean[name], res, truth_all[success], attack, size, eps, int(x.shape[0]),
-                                   mean_norm))
+            rows[name].append(_row(det, clean[name], results[name], truth_all[success], attack, size, eps,
+                                   int(x.shape[0]), mean_norm))
     progress(1.0, "done")
     settings = {"attacks": list(attacks), "sizes": list(sizes), "norm": norm, "pgd_steps": pgd_steps, "seed": seed,
                 "images": int(x.shape[0]), "size_meaning": "DeepFool: x + size * r (overshoot size - 1, at least "
@@ -653,6 +659,21 @@ def evaluate_detectors(clf: Classifier, detectors: dict[str, Detector], x, y, *,
     return {name: DetectorEvaluation(det, clean[name].score, float(clean[name].flagged.mean()), reference,
                                      rows[name], settings, seconds, _mean_other_rho(clean[name]))
             for name, det in detectors.items()}
+
+
+def _attack_config(clf: Classifier, config, x, y, reference: float, detectors: dict, norm: str, pgd_steps: int,
+                   seed: int):
+    """One configuration ``(i, (attack, size))`` of :func:`evaluate_detectors`: attack the images, keep the successes,
+    score them with every detector. Returns ``(eps, success, mean_norm, {name: DetectionResult | None})``."""
+    i, (attack, size) = config
+    x, y = x.to(clf.device), y.to(clf.device)
+    xa, eps = attack_batch(clf, x, y, attack, size, reference, norm=norm, pgd_steps=pgd_steps, seed=seed + i)
+    success = (clf.predict(xa) != y).cpu().numpy()
+    norms = (xa - x).reshape(x.shape[0], -1).norm(dim=1).cpu().numpy()
+    mean_norm = float(norms[success].mean()) if success.any() else float("nan")
+    xs = xa[torch.as_tensor(success, device=x.device)]
+    return eps, success, mean_norm, {name: det.detect(clf, xs) if success.any() else None
+                                     for name, det in detectors.items()}
 
 
 # ------------------------------------------------------------ one image, growing perturbation

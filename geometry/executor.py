@@ -12,7 +12,8 @@ arguments, and its limits. An executor runs it somewhere and returns a :class:`J
   ``max_per_owner`` jobs queued or running. Workers keep loaded models cached by digest.
 
 A distributed backend only has to implement ``submit(job) -> JobFuture`` (and may ignore
-``position``); analyses never know which executor ran them.
+``position``); analyses never know which executor ran them. Inside a job, the analyses' loops over images and pairs
+run on Ray when ``$BOUNDARY_GEOMETRY_RAY`` is ``auto`` or a cluster's address (``geometry.distributed``, docs/ray.md).
 
 Results and arguments cross process boundaries by pickling *our own* objects between *our own*
 processes; no uploaded file is ever unpickled (model files are read by ``geometry.loading``).
@@ -47,6 +48,7 @@ ENV_WORKERS = "BOUNDARY_GEOMETRY_WORKERS"              # worker processes (defau
 ENV_MEMORY_GB = "BOUNDARY_GEOMETRY_WORKER_MEMORY_GB"   # memory cap per worker (default 4)
 ENV_TIMEOUT = "BOUNDARY_GEOMETRY_JOB_TIMEOUT"          # wall-clock limit per job in seconds (default 120)
 ENV_PER_OWNER = "BOUNDARY_GEOMETRY_JOBS_PER_SESSION"   # queued + running jobs per session (default 3)
+# BOUNDARY_GEOMETRY_RAY (geometry.distributed.ENV_RAY): auto or a Ray address: the jobs' loops run on Ray
 
 DEFAULT_MEMORY_GB = 4.0
 DEFAULT_TIMEOUT_S = 120.0
@@ -160,7 +162,14 @@ def _run_job(job: Job, clf, report: Callable[[float, str], None] | None):
     kwargs = dict(job.kwargs)
     if job.progress:
         kwargs["progress"] = report or (lambda f, m: None)
-    return job.fn(clf, *job.args, **kwargs) if job.model is not None else job.fn(*job.args, **kwargs)
+    if job.model is None:
+        return job.fn(*job.args, **kwargs)
+    from .distributed import ENV_RAY, backend
+
+    # $BOUNDARY_GEOMETRY_RAY: the job's loops over images and pairs run on Ray (docs/ray.md); Ray is only contacted
+    # when a loop has more than one chunk, so quick jobs stay here
+    with backend(os.environ.get(ENV_RAY) or None, model=job.model):
+        return job.fn(clf, *job.args, **kwargs)
 
 
 def _is_memory_error(exc: BaseException) -> bool:
@@ -279,8 +288,9 @@ def _worker_main(conn, memory_bytes: int | None, threads: int) -> None:
     """A worker: load models on demand (cached by digest), run jobs one at a time, report progress.
 
     The memory cap is an address-space limit set *after* torch is imported, on top of what the
-    process has mapped by then (a CUDA context maps far more than it uses, so no cap is set where
-    CUDA is available; the parent's RSS watchdog still applies there)."""
+    process has mapped by then (a CUDA context maps far more than it uses, and so does a Ray client's
+    shared-memory object store, so no cap is set where CUDA is available or ``$BOUNDARY_GEOMETRY_RAY`` is set; the
+    parent's RSS watchdog still applies there)."""
     import logging
     import warnings
 
@@ -296,7 +306,7 @@ def _worker_main(conn, memory_bytes: int | None, threads: int) -> None:
         pass
     import geometry  # noqa: F401 - import the whole library before the cap is set
 
-    if memory_bytes and not torch.cuda.is_available():
+    if memory_bytes and not torch.cuda.is_available() and not os.environ.get("BOUNDARY_GEOMETRY_RAY"):
         limit = _vm_size_bytes() + memory_bytes
         try:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -676,6 +686,10 @@ def executor_from_env(kind: str | None = None):
     """The executor the environment asks for: ``$BOUNDARY_GEOMETRY_EXECUTOR`` = ``pool`` (default)
     or ``inline``; pool sizes and limits from the other ``BOUNDARY_GEOMETRY_*`` variables."""
     kind = (kind or os.environ.get(ENV_EXECUTOR) or "pool").strip().lower()
+    from .distributed import ENV_RAY, check_ray_setting
+
+    if os.environ.get(ENV_RAY):
+        check_ray_setting(os.environ[ENV_RAY], ENV_RAY)
     if kind == "inline":
         return InlineExecutor()
     if kind != "pool":

@@ -1017,18 +1017,24 @@ def path_statistics(clf: Classifier, x1, x2, *, descriptions: list[str] | None =
     if not isinstance(group, (int, np.integer)) or group < 1:
         raise GeometryError(f"group must be a positive integer, got {group!r}")
     labels = kwargs.pop("label", None)
-    paths: list[ConnectingPath] = []
-    for g0 in range(0, P, group):
-        sl = slice(g0, min(P, g0 + group))
-        sub = None
-        if progress:
-            sub = (lambda f, msg, g0=g0, m=sl.stop - g0: progress((g0 + f * m) / P,
-                                                                 f"pairs {g0 + 1}-{g0 + m} of {P}: {msg}"))
-        lab = None if labels is None else torch.as_tensor(labels).reshape(-1)[sl]
-        paths += connecting_paths(clf, x1[sl], x2[sl], label=lab, progress=sub, **kwargs)
+    labels = None if labels is None else torch.as_tensor(labels).reshape(-1)
+    groups = [(g0, min(P, g0 + group)) for g0 in range(0, P, group)]
+    # one group per chunk, here or on Ray workers (geometry.distributed): the same groups, so the same paths
+    from .distributed import map_chunks
+
+    found = map_chunks(_path_group, clf, groups, x1, x2, labels, kwargs, progress=progress,
+                       what=f"paths for {P} pairs, {group} per task")
+    paths: list[ConnectingPath] = [p for g in found for p in g]
     params = dict(paths[0].parameters) if paths else {}
     return PathStatistics(paths, list(descriptions) if descriptions else [f"pair {p}" for p in range(P)], kind,
                           params, time.perf_counter() - t0)
+
+
+def _path_group(clf: Classifier, bounds: tuple[int, int], x1, x2, labels, kwargs: dict) -> list[ConnectingPath]:
+    """:func:`connecting_paths` for the pairs ``bounds[0]:bounds[1]`` (one chunk of :func:`path_statistics`)."""
+    s, e = bounds
+    lab = None if labels is None else labels[s:e]
+    return connecting_paths(clf, x1[s:e].to(clf.device), x2[s:e].to(clf.device), label=lab, **kwargs)
 
 
 # ------------------------------------------------------------------ the path in a plane

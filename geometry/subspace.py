@@ -65,6 +65,7 @@ import numpy as np
 import torch
 
 from .classifier import Classifier
+from .distributed import even_chunks
 from .errors import GeometryError
 from .operators import Operator, batched_hvp, default_step, logit_difference_gradient
 
@@ -91,6 +92,14 @@ _SELECT_TO_SIGN = {"most": "both", "positive": "positive", "negative": "negative
 ESTIMATORS = ("auto", "exact", "fd")
 CACHE_ENV = "BOUNDARY_GEOMETRY_CACHE"
 CACHE_VERSION = 3  # 3: DeepFool refinement (boundary points moved)
+POINT_CHUNK = 32
+"""Boundary points per chunk of a product ``A V`` (at most): each chunk gives its points' terms and the caller sums
+them batch by batch, so the numbers are those of one pass over each batch, whether the chunks run here or on Ray
+workers (``geometry.distributed``); the chunks depend only on N and ``batch_size``."""
+POINT_ALIGN = 8
+"""Chunks start at multiples of this many points from their batch's start. On the CPU kernels of this torch a
+point's gradient and Hessian products are bitwise the same in any batch whose blocks of 8 rows it shares with the
+full batch (other cuts change the last bits of the tail points), so aligned chunks keep the numbers of one pass."""
 
 
 def _noop(frac: float, msg: str) -> None:  # default progress callback
@@ -249,7 +258,8 @@ class AverageCurvatureOperator(Operator):
         if engine not in ("cached", "batched_hvp"):
             raise GeometryError(f"engine must be 'cached' or 'batched_hvp', got {engine!r}")
         self.engine = engine
-        self._graphs: dict[int, tuple] = {}
+        self._chunks = self._point_chunks()
+        self._states = None
         self.gradient_norms = self.normals = None
         if not self.projected:
             return
@@ -265,27 +275,78 @@ class AverageCurvatureOperator(Operator):
     def num_points(self) -> int:
         return int(self.z.shape[0])
 
-    def _graph(self, s: int, e: int):
-        """(z with grad, grad F with its graph) for points s:e, built once and reused by every product."""
-        if s not in self._graphs:
-            with torch.enable_grad():
-                zz = self.z[s:e].clone().requires_grad_(True)
-                out = self.clf.module(zz)
-                F = (out.gather(1, self.k[s:e, None]) - out.gather(1, self.j[s:e, None])).sum()
-                (g,) = torch.autograd.grad(F, zz, create_graph=True)
-            self._graphs[s] = (zz, g)
-        return self._graphs[s]
+    def _point_chunks(self) -> list[tuple[int, int]]:
+        """The chunks of points of one product: each batch of ``batch_size`` points cut into ranges of at most
+        :data:`POINT_CHUNK` (a function of N and batch_size only, the same on every backend)."""
+        out = []
+        for s in range(0, self.num_points, self.batch_size):
+            e = min(s + self.batch_size, self.num_points)
+            out += [(s + a, s + b) for a, b in even_chunks(e - s, POINT_CHUNK, POINT_ALIGN)]
+        return out
 
-    def _hvp(self, s: int, e: int, V: torch.Tensor) -> torch.Tensor:
-        """Hessian products for points s:e; V ``(b, n, *shape)`` -> ``(b, n, *shape)``."""
+    def _chunk_states(self):
+        if self._states is None:
+            from .distributed import stateful_chunks
+
+            data = [(self.z[s:e], self.k[s:e], self.j[s:e],
+                     None if self.normals is None else self.normals[s:e],
+                     None if self.gradient_norms is None else self.gradient_norms[s:e]) for s, e in self._chunks]
+            self._states = stateful_chunks(_chunk_init, self.clf, data, self.estimator, self.step, self.engine)
+        return self._states
+
+    def close(self) -> None:
+        """Free the chunks' states (Ray actors, when the products ran on Ray; geometry.distributed)."""
+        if self._states is not None:
+            self._states.close()
+            self._states = None
+
+    def _matmat(self, V):
+        d, n = V.shape
+        acc = torch.zeros(d, n, dtype=self.dtype, device=self.device)
+        terms = self._chunk_states().map(_chunk_terms, V)  # per point (b, n, d), chunk by chunk
+        by_start = dict(zip((s for s, _ in self._chunks), terms))
+        for s in range(0, self.num_points, self.batch_size):
+            e = min(s + self.batch_size, self.num_points)
+            parts = [by_start[a] for a, b in self._chunks if s <= a < e]
+            # one sum over the batch's points, exactly as when the whole batch is one pass
+            acc += (parts[0] if len(parts) == 1 else torch.cat(parts)).sum(0).T
+        self.hvp_count += self.num_points * n
+        return acc / self.num_points
+
+
+class _PointChunk:
+    """Points of an average operator (z, k, j and, projected, their normals and |g|), with the graph of their
+    gradients built once and reused by every product (``"exact"``). :meth:`terms` gives each point's term of
+    ``A V`` before the average: ``P_i H_i P_i V / |g_i|`` (projected) or ``H_i V`` (raw). A point's term does not
+    depend on which other points share its chunk."""
+
+    def __init__(self, clf: Classifier, z, k, j, normals, gradient_norms, estimator: str, step: float | None,
+                 engine: str):
+        self.clf, self.z, self.k, self.j = clf, z, k, j
+        self.normals, self.gradient_norms = normals, gradient_norms
+        self.estimator, self.step, self.engine = estimator, step, engine
+        self._graph_cache = None
+
+    def _graph(self):
+        if self._graph_cache is None:
+            with torch.enable_grad():
+                zz = self.z.clone().requires_grad_(True)
+                out = self.clf.module(zz)
+                F = (out.gather(1, self.k[:, None]) - out.gather(1, self.j[:, None])).sum()
+                (g,) = torch.autograd.grad(F, zz, create_graph=True)
+            self._graph_cache = (zz, g)
+        return self._graph_cache
+
+    def _hvp(self, V: torch.Tensor) -> torch.Tensor:
+        """Hessian products for these points; V ``(b, n, *shape)`` -> ``(b, n, *shape)``."""
         if self.estimator == "fd":
-            return batched_hvp(self.clf, self.z[s:e], self.k[s:e], self.j[s:e], V, "fd", self.step)
+            return batched_hvp(self.clf, self.z, self.k, self.j, V, "fd", self.step)
         if self.engine == "batched_hvp":
-            return batched_hvp(self.clf, self.z[s:e], self.k[s:e], self.j[s:e], V, "exact")
+            return batched_hvp(self.clf, self.z, self.k, self.j, V, "exact")
         try:
-            zz, g = self._graph(s, e)
+            zz, g = self._graph()
         except RuntimeError:  # a module that refuses create_graph: the contract's batched_hvp
-            return batched_hvp(self.clf, self.z[s:e], self.k[s:e], self.j[s:e], V, "exact")
+            return batched_hvp(self.clf, self.z, self.k, self.j, V, "exact")
         if not g.requires_grad:  # F is linear in z (piecewise-linear net): exact Hessian is zero
             return torch.zeros_like(V)
         cols = []
@@ -294,23 +355,28 @@ class AverageCurvatureOperator(Operator):
             cols.append(torch.zeros_like(V[:, c]) if hv is None else hv.detach())
         return torch.stack(cols, dim=1)
 
-    def _matmat(self, V):
+    def terms(self, V: torch.Tensor) -> torch.Tensor:
+        """V ``(d, n)`` -> the points' terms ``(b, n, d)``."""
         d, n = V.shape
-        shape = self.clf.input_shape
-        acc = torch.zeros(d, n, dtype=self.dtype, device=self.device)
-        for s in range(0, self.num_points, self.batch_size):
-            e = min(s + self.batch_size, self.num_points)
-            if not self.projected:  # raw Hessians: every point gets the same block V
-                VB = V.T.unsqueeze(0).expand(e - s, n, d)
-                acc += self._hvp(s, e, VB.reshape(e - s, n, *shape)).reshape(e - s, n, d).sum(0).T
-                continue
-            N = self.normals[s:e]  # (b, d)
-            PV = V.T.unsqueeze(0) - (N @ V).unsqueeze(2) * N.unsqueeze(1)  # (b, n, d)
-            HV = self._hvp(s, e, PV.reshape(e - s, n, *shape)).reshape(e - s, n, d)
-            PHV = HV - (HV @ N.unsqueeze(2)) * N.unsqueeze(1)
-            acc += (PHV / self.gradient_norms[s:e, None, None]).sum(0).T
-        self.hvp_count += self.num_points * n
-        return acc / self.num_points
+        b, shape = self.z.shape[0], self.clf.input_shape
+        if self.normals is None:  # raw Hessians: every point gets the same block V
+            VB = V.T.unsqueeze(0).expand(b, n, d)
+            return self._hvp(VB.reshape(b, n, *shape)).reshape(b, n, d)
+        N = self.normals  # (b, d)
+        PV = V.T.unsqueeze(0) - (N @ V).unsqueeze(2) * N.unsqueeze(1)  # (b, n, d)
+        HV = self._hvp(PV.reshape(b, n, *shape)).reshape(b, n, d)
+        PHV = HV - (HV @ N.unsqueeze(2)) * N.unsqueeze(1)
+        return PHV / self.gradient_norms[:, None, None]
+
+
+def _chunk_init(clf: Classifier, data, estimator: str, step: float | None, engine: str) -> _PointChunk:
+    """A chunk's state (geometry.distributed.stateful_chunks): its points on the model's device."""
+    z, k, j, normals, gn = (None if t is None else t.to(clf.device) for t in data)
+    return _PointChunk(clf, z.to(clf.dtype), k, j, normals, gn, estimator, step, engine)
+
+
+def _chunk_terms(clf: Classifier, state: _PointChunk, V: torch.Tensor) -> torch.Tensor:
+    return state.terms(V.to(device=clf.device, dtype=clf.dtype))
 
 
 class AverageHessianOperator(AverageCurvatureOperator):
@@ -607,7 +673,10 @@ def curved_subspace(clf: Classifier, x, *, m: int = DEFAULT_M, signs: str | None
         return out
 
     op.matvec = counting  # progress per Lanczos step; the solver only sees a matvec
-    res = signed_eigs(op, k=n_eig, tol=lanczos_tol, max_iter=max_iter, seed=seed)
+    try:
+        res = signed_eigs(op, k=n_eig, tol=lanczos_tol, max_iter=max_iter, seed=seed)
+    finally:
+        op.close()
     vals = np.asarray(res.values, dtype=np.float64)
     vecs = res.vectors.to(torch.float64).cpu()
     if len(vals) < m:

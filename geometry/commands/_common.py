@@ -37,6 +37,38 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         f"${limits.PARAMETERS.env})")
 
 
+def add_ray_argument(p) -> None:
+    """``--ray auto|ADDRESS`` for the commands that loop over images or pairs (geometry.distributed, docs/ray.md)."""
+    p.add_argument("--ray", metavar="auto|ADDRESS", default=None,
+                   help="run the loops over images and pairs on Ray (actors that load the model once each, one CPU "
+                        "each, a GPU share on CUDA; same numbers as a local run): auto = the running cluster, else a "
+                        "local one for this command; or a cluster's address. Needs requirements-ray.txt "
+                        "(default: everything runs in this process)")
+
+
+def model_ref_from_args(args):
+    """The :class:`geometry.executor.ModelRef` Ray workers load: the bundled name or model file and its options."""
+    from ..executor import ModelRef
+    from ..zoo import zoo_names
+
+    if args.model not in zoo_names() and not Path(args.model).is_file():
+        raise GeometryError(f"--ray needs the model as a bundled name or a model file; {args.model!r} is neither")
+    return ModelRef.create(args.model, input_shape=args.input_shape, pixel_range=args.pixel_range,
+                           class_names=_classes_arg(args.classes), architecture=args.architecture,
+                           sidecar=args.sidecar, max_input_elements=getattr(args, "max_input_elements", None),
+                           max_parameters=getattr(args, "max_parameters", None))
+
+
+def distributed_from_args(args):
+    """The context the command runs in: its loops on Ray with ``--ray``, else in this process."""
+    from .. import distributed
+
+    address = getattr(args, "ray", None)
+    if address is None:
+        return distributed.backend(None)
+    return distributed.backend(address, model=model_ref_from_args(args))
+
+
 def add_image_arguments(p: argparse.ArgumentParser, flag: str = "--image", default: str | None = "gallery:0:0") -> None:
     p.add_argument(flag, default=default,
                    help="PNG/JPEG, .npy, or gallery:CLASS:INDEX (held-out images of the model's dataset)"
@@ -121,6 +153,11 @@ def validate_common(args) -> None:
     if getattr(args, "sidecar", None) and not Path(args.sidecar).is_file():
         raise GeometryError(f"--sidecar {args.sidecar!r} does not exist; give a JSON file with keys such as "
                             "input_shape")
+    if getattr(args, "ray", None) is not None:
+        from ..distributed import check_ray_setting
+
+        check_ray_setting(args.ray)
+        model_ref_from_args(args)
 
 
 def image_from_args(args, clf: Classifier, flag: str = "image") -> ImageInput:

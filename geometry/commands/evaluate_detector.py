@@ -18,7 +18,7 @@ from ..preregistered import (BOOTSTRAP_SEED, DEFAULT_DEV_IMAGES, DEFAULT_RESAMPL
                              preregistered_evaluation)
 from ..detection import DEFAULT_FPR, DEFAULT_SIZES
 from ..subspace import DEFAULT_IMAGES, DEFAULT_M
-from ._common import add_model_arguments, check_out_folder, model_from_args
+from ._common import add_model_arguments, add_ray_argument, check_out_folder, model_from_args
 from .subspace import stderr_progress
 
 NAME = "evaluate-detector"
@@ -67,6 +67,7 @@ def add_arguments(p):
                    help="folder for saved S (default $BOUNDARY_GEOMETRY_CACHE or ~/.cache/boundary-geometry)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write saved S")
     g.add_argument("--recompute", action="store_true", help="ignore a saved S and compute it again")
+    add_ray_argument(g)
 
 
 def _sizes(text: str) -> tuple[float, ...]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..errors import GeometryError
 from ..paths import (DEFAULT_MAX_ANCHORS, DEFAULT_SAFETY, PAIR_KINDS, PROJECTION_OVERSHOOT, adversarial_endpoint,
                      connecting_path, gallery_pairs, path_statistics)
-from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args, save_npz
+from ._common import (add_image_arguments, add_model_arguments, add_ray_argument, image_from_args,
+                      model_from_args, save_npz)
 
 HELP = ("connect two images of one class by a path inside its region, proven by a Lipschitz bound or checked on "
         "samples (or --pairs N over the gallery)")
@@ -37,6 +38,12 @@ def add_arguments(p):
     p.add_argument("--safety", type=float, default=DEFAULT_SAFETY,
                    help=f"local verification: factor on the observed slope (default {DEFAULT_SAFETY})")
     p.add_argument("--save", help="write the path's arrays (or the batch table) to this .npz file")
+    add_ray_argument(p)
+
+
+def validate(args) -> None:
+    if getattr(args, "ray", None) is not None and args.pairs is None:
+        raise GeometryError("--ray applies to batch mode (--pairs N); one path runs in this process")
 
 
 def _verification(value: str):

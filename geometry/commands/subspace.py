@@ -13,7 +13,7 @@ import time
 from ..errors import GeometryError
 from ..subspace import (CONSTRUCTIONS, DEFAULT_CONSTRUCTION, DEFAULT_IMAGES, DEFAULT_M, SELECTIONS, SIGNS,
                         model_subspace, resolve_select)
-from ._common import add_model_arguments, model_from_args, save_npz
+from ._common import add_model_arguments, add_ray_argument, model_from_args, save_npz
 
 HELP = "shared curved subspace S: average curvature over many boundary points, top-m directions (cached per model)"
 
@@ -45,6 +45,7 @@ def add_subspace_arguments(p) -> None:
                         "~/.cache/boundary-geometry)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write saved results")
     g.add_argument("--recompute", action="store_true", help="ignore a saved S and compute it again")
+    add_ray_argument(g)
 
 
 def stderr_progress(enabled: bool | None = None):
