@@ -6,7 +6,9 @@ that every run gave bitwise the local numbers.
                                         [--rounds 3] [--doc]
 
 Analyses: S (``subspace.curved_subspace`` on ``--images`` training images: boundary points here, the Lanczos products
-over the point chunks on the workers) and ``path_statistics`` on ``--pairs`` gallery pairs (8 per task). The caller
+over the point chunks on the workers: fine-grained tasks of milliseconds), ``path_statistics`` on ``--pairs`` gallery
+pairs (8 per task) and the detector's ROC (``detection.evaluate_detectors`` on ``--roc-images`` held-out images: one
+attack configuration per task, coarse tasks of seconds). The caller
 computes with one torch thread (the workers use the caller's thread count and declare as many CPUs), so 1 and 2
 workers are actors of 1 CPU each in a local cluster started here; the actors are started and have
 loaded the model before the timed rounds (their start-up is reported apart). Writes bench/results/bench_ray.json;
@@ -36,7 +38,8 @@ from geometry import distributed  # noqa: E402
 from geometry.executor import ModelRef  # noqa: E402
 from geometry.loading import load_classifier  # noqa: E402
 from geometry.paths import gallery_pairs, path_statistics  # noqa: E402
-from geometry.subspace import curved_subspace, dataset_images  # noqa: E402
+from geometry.detection import evaluate_detectors, model_detector  # noqa: E402
+from geometry.subspace import curved_subspace, dataset_images, model_subspace  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "bench_ray.json"
 DOC = ROOT / "docs" / "ray.md"
@@ -55,6 +58,11 @@ def _paths(clf, ps):
     return json.dumps({k: v for k, v in st.table().items() if "second" not in k}, default=str)
 
 
+def _roc(clf, detector, x, y):
+    ev = evaluate_detectors(clf, {"all": detector}, x, y)["all"].to_dict()
+    return json.dumps([{k: v for k, v in r.items() if "second" not in k} for r in ev["rows"]], default=str)
+
+
 def summarize(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
@@ -65,6 +73,8 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=100, help="training images for S (default 100)")
     ap.add_argument("--m", type=int, default=20, help="dimension of S (default 20)")
     ap.add_argument("--pairs", type=int, default=32, help="gallery pairs for path statistics (default 32)")
+    ap.add_argument("--roc-images", type=int, default=60,
+                    help="held-out images attacked for the detector's ROC, 3 attacks x 3 sizes (default 60; 0: skip)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--doc", action="store_true", help="also rewrite the generated section of docs/ray.md")
@@ -85,6 +95,12 @@ def main(argv=None):
     ps = gallery_pairs(clf, args.pairs, seed=0)
     jobs = {f"subspace ({args.images} images, m = {args.m})": lambda: _subspace(clf, x, args.m),
             f"path --pairs {args.pairs}": lambda: _paths(clf, ps)}
+    if args.roc_images:  # coarse tasks: one attack configuration (attack + scores of every image) per task
+        S = model_subspace(clf)
+        det = model_detector(clf, S)
+        xe, ye = dataset_images(clf, 200 + args.roc_images, split="held_out", seed=0)
+        xe, ye = xe[200:], ye[200:]
+        jobs[f"detector ROC ({args.roc_images} images, 3 attacks x 3 sizes)"] = lambda: _roc(clf, det, xe, ye)
     backends = {"local": None}
     startup = {}
     try:
