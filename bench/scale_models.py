@@ -43,3 +43,27 @@ def smooth_image(side: int, seed: int = 0, channels: int = 3) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     coarse = torch.rand(1, channels, 8, 8, generator=g)
     return torch.nn.functional.interpolate(coarse, size=(side, side), mode="bilinear", align_corners=False)[0]
+
+
+def smooth_variant(clf):
+    """The same classifier with every ReLU replaced by GELU (in place), so the exact Hessian is not zero and the
+    exact estimator (Lanczos on autograd products) can be measured on a torchvision architecture."""
+    from torch import nn
+
+    for parent in list(clf.module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.ReLU):
+                setattr(parent, name, nn.GELU())
+    clf.name = clf.name + "-gelu"
+    return clf
+
+
+def same_class_pair(clf, x1: torch.Tensor, seed: int = 1):
+    """A second image near ``x1`` predicted in the same class (a smooth perturbation, shrunk until it is)."""
+    other = smooth_image(x1.shape[-1], seed, x1.shape[0]).to(x1)
+    for eps in (0.1, 0.05, 0.02, 0.01, 0.005):
+        x2 = (x1 + eps * (other - 0.5)).clamp(0, 1)
+        lab = clf.predict(torch.stack([x1, x2]).to(clf.device))
+        if int(lab[0]) == int(lab[1]):
+            return x2
+    raise RuntimeError("no same-class neighbour found")
