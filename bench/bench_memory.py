@@ -12,8 +12,8 @@ variant, fd on the ReLU model; Lanczos with k pairs per end), a cross-section (`
 grid) and a connecting path between two same-class images. "Peak extra MB" is the process's peak
 resident memory during the analysis minus its resident memory just before (VmHWM reset through
 /proc/self/clear_refs), so it includes the model's activations for the products, not only the solver's
-arrays; "basis MB" is what the Lanczos basis and its products take by construction (2 b d numbers of the
-basis dtype, geometry/lanczos.py). Writes bench/results/bench_memory.json (machine, commit, date, values).
+arrays; "basis MB" is what the Lanczos arrays take by construction (geometry/lanczos.py: basis and products,
+2 b d numbers of the basis dtype, for exact; the basis alone, budget x d numbers, for fd). Writes bench/results/bench_memory.json (machine, commit, date, values).
 
     .venv/bin/python bench/bench_memory.py            # about 10 minutes on 2 cores
     .venv/bin/python bench/bench_memory.py --render docs/scale.md   # the table in the doc, from the JSON
@@ -66,13 +66,15 @@ def measure(fn):
     return out, seconds, (peak - before) if resettable else float("nan")
 
 
-def _basis_mb(k: int, d: int, budget: int) -> float:
+def _basis_mb(k: int, d: int, budget: int, estimator: str = "exact") -> float:
+    """MB of the solver's basis by construction: Q and A Q (2 b d) for exact, Q alone (budget d) for fd."""
     import torch
 
     from geometry.lanczos import basis_columns, basis_dtype
 
-    b = basis_columns(k, d - 1, min(budget, d - 1), d)
-    return 2 * b * d * torch.finfo(basis_dtype(torch.float32, d)).bits / 8 / 2**20
+    budget = min(budget, d - 1)
+    cols = 2 * basis_columns(k, d - 1, budget, d) if estimator == "exact" else budget
+    return cols * d * torch.finfo(basis_dtype(torch.float32, d)).bits / 8 / 2**20
 
 
 def run_size(label: str, d_expected: int, relu, gelu, x, x2, k: int, fd_iter: int | None, exact_iter: int | None,
@@ -100,7 +102,7 @@ def run_size(label: str, d_expected: int, relu, gelu, x, x2, k: int, fd_iter: in
                                                           max_iter=it))
         budget = it or max(200, 30 * k)
         row(f"curvature {est} (Lanczos, k={k})", clf.name, s, mb, products=int(res.hvp_count),
-            converged=bool(res.converged), basis_mb=round(_basis_mb(k, clf.dim, budget), 1),
+            converged=bool(res.converged), basis_mb=round(_basis_mb(k, clf.dim, budget, est), 1),
             top=round(float(res.curvatures[0]), 4), bottom=round(float(res.curvatures[-1]), 4),
             max_relative_residual=float(np.max(res.residuals) / max(np.abs(res.curvatures).max(), 1e-300)),
             asymmetry=round(float(res.params["asymmetry"]), 3), budget=budget)
@@ -170,13 +172,38 @@ def main(argv=None) -> int:
         x = smooth_image(224)
         run_size("resnet50 3x224x224", 150528, relu, gelu, x, same_class_pair(relu, x), 5, FD_ITER_150K,
                  EXACT_ITER_150K, 17, {"max_samples": 1000, "chord_samples": 32}, rows)
+        save()
+        del relu, gelu
+        fd18(x, rows)
     out = save()
     print(table(out))
     print(f"wrote {args.out}")
     return 0
 
 
-FD_ITER_150K = 200   # the default budget max(200, 30 k) at k = 5
+FD_ITER_150K = 300   # above the default budget max(200, 30 k) = 200 at k = 5
+
+
+def fd18(x, rows):
+    """fd curvature of a random resnet18 at 3 x 224 x 224 as well (a second architecture at d = 150,528)."""
+    import numpy as np
+
+    from geometry.boundary import boundary_point
+    from geometry.curvature import principal_curvatures
+    from scale_models import random_torchvision
+
+    clf = random_torchvision("resnet18", 224)
+    b = boundary_point(clf, x[None])
+    res, s, mb = measure(lambda: principal_curvatures(clf, x, estimator="fd", k=5, boundary=b, full=False,
+                                                      max_iter=FD_ITER_150K))
+    r = {"d": clf.dim, "size": "resnet18 3x224x224", "analysis": "curvature fd (Lanczos, k=5)", "model": clf.name,
+         "seconds": round(s, 2), "peak_extra_mb": round(mb, 1), "products": int(res.hvp_count),
+         "converged": bool(res.converged), "basis_mb": round(_basis_mb(5, clf.dim, FD_ITER_150K, "fd"), 1),
+         "top": round(float(res.curvatures[0]), 4), "bottom": round(float(res.curvatures[-1]), 4),
+         "max_relative_residual": float(np.max(res.residuals) / max(np.abs(res.curvatures).max(), 1e-300)),
+         "asymmetry": round(float(res.params["asymmetry"]), 3), "budget": FD_ITER_150K}
+    rows.append(r)
+    print(json.dumps(r), flush=True)
 EXACT_ITER_150K = 60  # exact products on the GELU resnet50 cost about 3 gradients each
 
 
