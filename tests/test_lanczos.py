@@ -217,16 +217,61 @@ def test_fd_operator_is_diagonalised_on_its_basis_quadratic_exact():
     assert res.asymmetry < 1e-8
 
 
-def test_fd_on_a_relu_network_converged_only_when_the_residual_test_passes(relu_model):
+def test_fd_on_a_relu_network_converged_only_when_the_residual_test_passes(relu_model, monkeypatch):
+    import geometry.lanczos as lanczos
     from geometry.data import held_out
 
     x = torch.from_numpy(held_out("mnist").x[:1])
     b = boundary_point(relu_model, x)
     op = curvature_operator(relu_model, b.point, int(b.label[0]), int(b.boundary_label[0]), "fd")
+    allocated = []
+    real_zeros = torch.zeros
+
+    def spy(*shape, **kw):
+        out = real_zeros(*shape, **kw)
+        if out.dim() == 2 and out.shape[0] == 784:
+            allocated.append(tuple(out.shape))
+        return out
+
+    monkeypatch.setattr(lanczos.torch, "zeros", spy)
     res = signed_eigs(op, k=5, exclude=op.normal[:, None], max_iter=300)
+    monkeypatch.undo()
+    assert allocated == [(784, 300)]  # the basis alone: no products array
+    # converged exactly when every selected pair's residual passes the stated test
     scale = np.abs(res.values).max()
     assert res.converged and np.all(res.residuals <= 1e-2 * scale) and res.hvp_count < 300
     assert res.asymmetry > 0.2  # not a linear map: the basis matters (module docstring)
     assert res.values[0] > 0 > res.values[-1]
     short = signed_eigs(op, k=5, exclude=op.normal[:, None], max_iter=12)
     assert not short.converged and np.any(short.residuals > 1e-2 * np.abs(short.values).max())
+
+
+def test_fd_residuals_from_coefficients_match_the_products():
+    # a map that is odd and homogeneous but not linear, like the fd product; it records what it was applied to
+    M = random_symmetric(np.linspace(-3, 3, 80), seed=10)
+
+    class Bent(Dense):
+        def __init__(self, M):
+            super().__init__(M)
+            self.linear, self.seen = False, []
+
+        def _matmat(self, V):
+            self.hvp_count += V.shape[1]
+            n = V.norm(dim=0, keepdim=True)
+            out = n * torch.tanh(self.M @ (V / n))
+            self.seen += [(v.clone(), a.clone()) for v, a in zip(V.T, out.T)]
+            return out
+
+    op = Bent(M)
+    res = signed_eigs(op, k=2, max_iter=30, value_tol=1e-12, tol=1e-12)
+    Q = torch.stack([v for v, _ in op.seen], 1)
+    AQ = torch.stack([a for _, a in op.seen], 1)
+    assert torch.allclose(Q.T @ Q, torch.eye(Q.shape[1], dtype=D), atol=1e-10)  # the basis, in order
+    S_ = torch.linalg.eigh((Q.T @ AQ + AQ.T @ Q) / 2)
+    theta, S = S_.eigenvalues, S_.eigenvectors
+    idx = [0, 1, len(theta) - 2, len(theta) - 1]
+    R = AQ @ S[:, idx] - Q @ S[:, idx] * theta[idx]
+    outside = (R - Q @ (Q.T @ R)).norm(dim=0)
+    assert np.allclose(res.values, theta[idx].numpy()[::-1], atol=1e-10)
+    assert np.allclose(res.residuals, outside.numpy()[::-1], atol=1e-10)
+    assert res.asymmetry > 1e-3 and not res.converged
