@@ -13,7 +13,7 @@ grid) and a connecting path between two same-class images. "Peak extra MB" is th
 resident memory during the analysis minus its resident memory just before (VmHWM reset through
 /proc/self/clear_refs), so it includes the model's activations for the products, not only the solver's
 arrays; "basis MB" is what the Lanczos arrays take by construction (geometry/lanczos.py: basis and products,
-2 b d numbers of the basis dtype, for exact; the basis alone, budget x d numbers, for fd). Writes bench/results/bench_memory.json (machine, commit, date, values).
+2 b d numbers of the basis dtype, for exact; the basis alone, the products rounded up to 32 columns, for fd). Writes bench/results/bench_memory.json (machine, commit, date, values).
 
     .venv/bin/python bench/bench_memory.py            # about 10 minutes on 2 cores
     .venv/bin/python bench/bench_memory.py --render docs/scale.md   # the table in the doc, from the JSON
@@ -66,14 +66,15 @@ def measure(fn):
     return out, seconds, (peak - before) if resettable else float("nan")
 
 
-def _basis_mb(k: int, d: int, budget: int, estimator: str = "exact") -> float:
-    """MB of the solver's basis by construction: Q and A Q (2 b d) for exact, Q alone (budget d) for fd."""
+def _basis_mb(k: int, d: int, budget: int, estimator: str = "exact", products: int = 0) -> float:
+    """MB of the solver's basis by construction: Q and A Q (2 b d) for exact; for fd Q alone, allocated
+    BASIS_BLOCK columns at a time (products rounded up to a block)."""
     import torch
 
-    from geometry.lanczos import basis_columns, basis_dtype
+    from geometry.lanczos import BASIS_BLOCK, basis_columns, basis_dtype
 
     budget = min(budget, d - 1)
-    cols = 2 * basis_columns(k, d - 1, budget, d) if estimator == "exact" else budget
+    cols = 2 * basis_columns(k, d - 1, budget, d) if estimator == "exact" else -(-products // BASIS_BLOCK) * BASIS_BLOCK
     return cols * d * torch.finfo(basis_dtype(torch.float32, d)).bits / 8 / 2**20
 
 
@@ -102,7 +103,7 @@ def run_size(label: str, d_expected: int, relu, gelu, x, x2, k: int, fd_iter: in
                                                           max_iter=it))
         budget = it or max(200, 30 * k)
         row(f"curvature {est} (Lanczos, k={k})", clf.name, s, mb, products=int(res.hvp_count),
-            converged=bool(res.converged), basis_mb=round(_basis_mb(k, clf.dim, budget, est), 1),
+            converged=bool(res.converged), basis_mb=round(_basis_mb(k, clf.dim, budget, est, res.hvp_count), 1),
             top=round(float(res.curvatures[0]), 4), bottom=round(float(res.curvatures[-1]), 4),
             max_relative_residual=float(np.max(res.residuals) / max(np.abs(res.curvatures).max(), 1e-300)),
             asymmetry=round(float(res.params["asymmetry"]), 3), budget=budget)
@@ -198,7 +199,7 @@ def fd18(x, rows):
                                                       max_iter=FD_ITER_150K))
     r = {"d": clf.dim, "size": "resnet18 3x224x224", "analysis": "curvature fd (Lanczos, k=5)", "model": clf.name,
          "seconds": round(s, 2), "peak_extra_mb": round(mb, 1), "products": int(res.hvp_count),
-         "converged": bool(res.converged), "basis_mb": round(_basis_mb(5, clf.dim, FD_ITER_150K, "fd"), 1),
+         "converged": bool(res.converged), "basis_mb": round(_basis_mb(5, clf.dim, FD_ITER_150K, "fd", res.hvp_count), 1),
          "top": round(float(res.curvatures[0]), 4), "bottom": round(float(res.curvatures[-1]), 4),
          "max_relative_residual": float(np.max(res.residuals) / max(np.abs(res.curvatures).max(), 1e-300)),
          "asymmetry": round(float(res.params["asymmetry"]), 3), "budget": FD_ITER_150K}

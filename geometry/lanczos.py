@@ -37,8 +37,9 @@ max|theta|`` (``value_tol`` = 1e-2 by default). The in-basis part, the map's asy
 ``EigResult.asymmetry``: the values depend on the basis by about that much (docs/scale.md compares the
 pixel basis). This runs unrestarted (:func:`_lanczos_unrestarted`: a restart discards the products that
 define the operator, and measured, it stops convergence) but keeps no products array: the Gram-Schmidt
-coefficients give the projected matrix and the residuals, so its memory is the basis alone, ``d x budget``
-numbers of the basis dtype (120 MB in float32 at d = 150,528 and the default budget of 200).
+coefficients give the projected matrix and the residuals, so its memory is the basis alone, allocated 32
+columns at a time as it grows: ``d x (products + 32)`` numbers of the basis dtype at most (e.g. 130
+products at d = 150,528 in float32: 93 MB; bounded by ``max_iter``, not by k).
 
 :func:`full_spectrum` forms the dense matrix block by block (d products) and calls
 ``eigh``: ground truth for small d. Imports torch and numpy.
@@ -63,7 +64,7 @@ FLOAT32_BASIS_MIN_DIM = 65_536   # float32 basis for float32 operators from this
 UNRESTARTED_ELEMENTS = 2 ** 22   # budget * d up to this: the basis holds every product (no restart)
 MIN_BASIS_COLUMNS = 20           # restarted basis: max(4k + 4, MIN_BASIS_COLUMNS) columns
 RESTART_ROWS = 8192              # rows per block of the in-place restart
-APPLY_COLUMNS = 4                # vectors per product call in block Rayleigh-Ritz (bounds batch activations)
+BASIS_BLOCK = 32                 # unrestarted (fd) basis: allocated this many columns at a time
 
 
 @dataclass
@@ -268,13 +269,17 @@ def _lanczos_unrestarted(op, k, tol, budget, gen, X, d, d_eff, dt) -> EigResult:
     Every product ``w = A(q_m)`` is orthogonalised (twice) against X and the basis, and the coefficients are kept:
     ``A(q_m) = sum_{l <= m+1} H[l, m] q_l + X C[:, m]`` holds exactly, so the symmetrised operator of the basis,
     ``sym(Q^T A(Q)) = sym(H[:m, :m])``, and each Ritz pair's residual outside span(Q),
-    ``sqrt((H[m, m-1] s_m)^2 + |C s|^2)``, need no ``A Q`` array: memory is the basis alone, ``d x budget`` numbers of
-    the basis dtype. Restarts are not used here: measured on a resnet18 at 3 x 32 x 32, a thick-restarted basis of
+    ``sqrt((H[m, m-1] s_m)^2 + |C s|^2)``, need no ``A Q`` array: memory is the basis alone, allocated ``BASIS_BLOCK`` columns at a time as it
+    grows: at most ``d x (products + BASIS_BLOCK)`` numbers of the basis dtype. Restarts are not used here: measured on a resnet18 at 3 x 32 x 32, a thick-restarted basis of
     24 or 48 columns left residuals near 0.2 after 300 products where the unrestarted basis converged in 194 (the
     operator is defined by the basis, and a restart discards the products that define it)."""
     dev, odt = op.device, op.dtype
     start = op.hvp_count
-    Q = torch.zeros(d, budget, dtype=dt, device=dev)
+    blocks: list[torch.Tensor] = []  # the basis, BASIS_BLOCK columns per block, allocated as it grows
+
+    def basis(m):  # (block, columns used) pairs covering the first m columns
+        return [(B, min(BASIS_BLOCK, m - i * BASIS_BLOCK)) for i, B in enumerate(blocks) if i * BASIS_BLOCK < m]
+
     H = torch.zeros(budget + 1, budget, dtype=torch.float64)
     nx = X.shape[1] if X is not None else 0
     C = torch.zeros(nx, budget, dtype=torch.float64)
@@ -289,8 +294,9 @@ def _lanczos_unrestarted(op, k, tol, budget, gen, X, d, d_eff, dt) -> EigResult:
                 w = _orthogonalise_once(w, X, c)
                 cx += c.cpu()
             if m:
-                c = _gram(Q[:, :m], w[:, None])[:, 0]
-                w = _orthogonalise_once(w, Q[:, :m], c)
+                c = torch.cat([_gram(B[:, :n], w[:, None])[:, 0] for B, n in basis(m)])
+                for i, (B, n) in enumerate(basis(m)):
+                    w = _orthogonalise_once(w, B[:, :n], c[i * BASIS_BLOCK:i * BASIS_BLOCK + n])
                 h += c.cpu()
         return w, h, cx
 
@@ -308,7 +314,9 @@ def _lanczos_unrestarted(op, k, tol, budget, gen, X, d, d_eff, dt) -> EigResult:
     vals = S = res = None
     since = 0
     while m < budget:
-        Q[:, m] = q
+        if m == len(blocks) * BASIS_BLOCK:
+            blocks.append(torch.zeros(d, BASIS_BLOCK, dtype=dt, device=dev))
+        blocks[-1][:, m % BASIS_BLOCK] = q
         w = op.matvec(q.to(odt)).to(torch.float64)
         wn = w.norm()
         w, h, cx = project(w, m + 1)
@@ -334,10 +342,12 @@ def _lanczos_unrestarted(op, k, tol, budget, gen, X, d, d_eff, dt) -> EigResult:
         vals, S, res = _ritz_coefficients(H, C, m, k)
         scale = float(np.abs(vals).max()) if len(vals) else 0.0
         converged = (scale == 0.0 and bool(np.all(res == 0))) or (scale > 0 and bool(np.all(res <= tol * scale)))
-    V = torch.empty(d, S.shape[1], dtype=dt, device=dev)
+    V = torch.zeros(d, S.shape[1], dtype=torch.float64, device=dev)
     Sd = S.to(dev)
-    for r in range(0, d, RESTART_ROWS):
-        V[r:r + RESTART_ROWS] = (Q[r:r + RESTART_ROWS, :m].to(torch.float64) @ Sd).to(dt)
+    for i, (B, n) in enumerate(basis(m)):
+        for r in range(0, d, RESTART_ROWS):
+            V[r:r + RESTART_ROWS] += B[r:r + RESTART_ROWS, :n].to(torch.float64) @ Sd[i * BASIS_BLOCK:i * BASIS_BLOCK + n]
+    V = V.to(dt)
     order = np.argsort(-vals, kind="stable")
     return EigResult(vals[order], V[:, torch.as_tensor(order.copy())].to(odt), op.hvp_count - start, bool(converged),
                      res[order], m, "lanczos", _asymmetry(H[:m, :m]))
