@@ -13,7 +13,8 @@ grid) and a connecting path between two same-class images. "Peak extra MB" is th
 resident memory during the analysis minus its resident memory just before (VmHWM reset through
 /proc/self/clear_refs), so it includes the model's activations for the products, not only the solver's
 arrays; "basis MB" is what the Lanczos arrays take by construction (geometry/lanczos.py: basis and products,
-2 b d numbers of the basis dtype, for exact; the basis alone, the products rounded up to 32 columns, for fd). Writes bench/results/bench_memory.json (machine, commit, date, values).
+2 b d numbers of the basis dtype, for exact; the basis alone, the products rounded up to 32 columns, for fd).
+Writes bench/results/bench_memory.json (machine, commit, date, values).
 
     .venv/bin/python bench/bench_memory.py            # about 10 minutes on 2 cores
     .venv/bin/python bench/bench_memory.py --render docs/scale.md   # the table in the doc, from the JSON
@@ -199,7 +200,8 @@ def fd18(x, rows):
                                                       max_iter=FD_ITER_150K))
     r = {"d": clf.dim, "size": "resnet18 3x224x224", "analysis": "curvature fd (Lanczos, k=5)", "model": clf.name,
          "seconds": round(s, 2), "peak_extra_mb": round(mb, 1), "products": int(res.hvp_count),
-         "converged": bool(res.converged), "basis_mb": round(_basis_mb(5, clf.dim, FD_ITER_150K, "fd", res.hvp_count), 1),
+         "converged": bool(res.converged),
+         "basis_mb": round(_basis_mb(5, clf.dim, FD_ITER_150K, "fd", res.hvp_count), 1),
          "top": round(float(res.curvatures[0]), 4), "bottom": round(float(res.curvatures[-1]), 4),
          "max_relative_residual": float(np.max(res.residuals) / max(np.abs(res.curvatures).max(), 1e-300)),
          "asymmetry": round(float(res.params["asymmetry"]), 3), "budget": FD_ITER_150K}

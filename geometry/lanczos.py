@@ -269,10 +269,11 @@ def _lanczos_unrestarted(op, k, tol, budget, gen, X, d, d_eff, dt) -> EigResult:
     Every product ``w = A(q_m)`` is orthogonalised (twice) against X and the basis, and the coefficients are kept:
     ``A(q_m) = sum_{l <= m+1} H[l, m] q_l + X C[:, m]`` holds exactly, so the symmetrised operator of the basis,
     ``sym(Q^T A(Q)) = sym(H[:m, :m])``, and each Ritz pair's residual outside span(Q),
-    ``sqrt((H[m, m-1] s_m)^2 + |C s|^2)``, need no ``A Q`` array: memory is the basis alone, allocated ``BASIS_BLOCK`` columns at a time as it
-    grows: at most ``d x (products + BASIS_BLOCK)`` numbers of the basis dtype. Restarts are not used here: measured on a resnet18 at 3 x 32 x 32, a thick-restarted basis of
-    24 or 48 columns left residuals near 0.2 after 300 products where the unrestarted basis converged in 194 (the
-    operator is defined by the basis, and a restart discards the products that define it)."""
+    ``sqrt((H[m, m-1] s_m)^2 + |C s|^2)``, need no ``A Q`` array: memory is the basis alone, allocated
+    ``BASIS_BLOCK`` columns at a time as it grows: at most ``d x (products + BASIS_BLOCK)`` numbers of the basis
+    dtype. Restarts are not used here: measured on a resnet18 at 3 x 32 x 32, a thick-restarted basis of 24 or 48
+    columns left residuals near 0.2 after 300 products where the unrestarted basis converged in 194 (the operator
+    is defined by the basis, and a restart discards the products that define it)."""
     dev, odt = op.device, op.dtype
     start = op.hvp_count
     blocks: list[torch.Tensor] = []  # the basis, BASIS_BLOCK columns per block, allocated as it grows
@@ -346,7 +347,8 @@ def _lanczos_unrestarted(op, k, tol, budget, gen, X, d, d_eff, dt) -> EigResult:
     Sd = S.to(dev)
     for i, (B, n) in enumerate(basis(m)):
         for r in range(0, d, RESTART_ROWS):
-            V[r:r + RESTART_ROWS] += B[r:r + RESTART_ROWS, :n].to(torch.float64) @ Sd[i * BASIS_BLOCK:i * BASIS_BLOCK + n]
+            Si = Sd[i * BASIS_BLOCK:i * BASIS_BLOCK + n]
+            V[r:r + RESTART_ROWS] += B[r:r + RESTART_ROWS, :n].to(torch.float64) @ Si
     V = V.to(dt)
     order = np.argsort(-vals, kind="stable")
     return EigResult(vals[order], V[:, torch.as_tensor(order.copy())].to(odt), op.hvp_count - start, bool(converged),

@@ -58,9 +58,11 @@ TOLERANCES = {"boundary": 1e-3, "curvature exact": 1e-3, "curvature fd": 5e-2, "
 def settings(quick: bool) -> dict:
     if quick:
         return {"side": 32, "k": 2, "max_iter": 40, "fd_iter": 40, "resolution": 17, "subspace_images": 2,
-                "subspace_m": 2, "subspace_iter": 12, "forward_batch": 32, "path": {"max_samples": 500, "chord_samples": 16}}
+                "subspace_m": 2, "subspace_iter": 12, "forward_batch": 32,
+                "path": {"max_samples": 500, "chord_samples": 16}}
     return {"side": 224, "k": 3, "max_iter": 80, "fd_iter": 120, "resolution": 33, "subspace_images": 4,
-            "subspace_m": 4, "subspace_iter": 30, "forward_batch": 64, "path": {"max_samples": 2000, "chord_samples": 64}}
+            "subspace_m": 4, "subspace_iter": 30, "forward_batch": 64,
+            "path": {"max_samples": 2000, "chord_samples": 64}}
 
 
 class Timer:
