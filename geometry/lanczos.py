@@ -194,8 +194,7 @@ def signed_eigs(op, k: int = 10, *, tol: float = 1e-6, max_iter: int | None = No
         raise GeometryError(f"basis must hold at least 2k + 1 = {2 * int(k) + 1} columns, got {basis}")
     tol_eff = max(float(tol), 50 * torch.finfo(odt).eps, 50 * torch.finfo(dt).eps)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    linear = bool(getattr(op, "linear", True))
-    if not linear:
+    if not bool(getattr(op, "linear", True)):
         return _lanczos_unrestarted(op, int(k), max(tol_eff, float(value_tol)), budget, gen, X, d, d_eff, dt)
     start_count = op.hvp_count
     Q = torch.zeros(d, b, dtype=dt, device=dev)
@@ -234,7 +233,7 @@ def signed_eigs(op, k: int = 10, *, tol: float = 1e-6, max_iter: int | None = No
         full = m == b
         if m >= min(2 * k, d_eff) and (since_check >= CHECK_EVERY or invariant or full or products == budget):
             since_check, checked = 0, True
-            vals, vecs, res = _ritz(Q[:, :m], AQ[:, :m], k, linear)
+            vals, vecs, res = _ritz(Q[:, :m], AQ[:, :m], k)
             if _converged(vals, res, tol_eff) and _complete(seg_vals, vals, tol_eff):
                 converged = True
                 break
@@ -254,7 +253,7 @@ def signed_eigs(op, k: int = 10, *, tol: float = 1e-6, max_iter: int | None = No
                 m = _thick_restart(Q, AQ, m, k, b)
                 restarts += 1
     if vals is None or not checked:
-        vals, vecs, res = _ritz(Q[:, :m], AQ[:, :m], k, linear)
+        vals, vecs, res = _ritz(Q[:, :m], AQ[:, :m], k)
         converged = _converged(vals, res, tol_eff) and _complete(seg_vals, vals, tol_eff)
     if m == d_eff and restarts == 0:
         converged = True  # the basis spans the whole space: Rayleigh-Ritz is exact
@@ -423,13 +422,10 @@ def _gram(A, B) -> torch.Tensor:
     return out
 
 
-def _ritz(Q, AQ, k, linear: bool = True):
+def _ritz(Q, AQ, k):
     """Rayleigh-Ritz on span(Q): the selected Ritz values (ascending), vectors and exact residual norms.
 
-    Sums run in float64 a block of rows at a time, so a float32 basis costs no accuracy beyond its storage.
-    ``linear`` False (finite differences): the residual is that of the symmetrised operator defined by the products
-    on the basis, ``sym(sum_i A(q_i) q_i^T)``, whose Ritz pairs have no residual inside span(Q): only the part of
-    ``A Q s - theta Q s`` outside span(Q) is measured (the part inside is the map's asymmetry, reported apart)."""
+    Sums run in float64 a block of rows at a time, so a float32 basis costs no accuracy beyond its storage."""
     Mn = _gram(Q, AQ)
     theta, S = torch.linalg.eigh((Mn + Mn.T) / 2)
     idx = _select(len(theta), int(k))
@@ -440,10 +436,6 @@ def _ritz(Q, AQ, k, linear: bool = True):
         Vr = Q[r:r + RESTART_ROWS].to(torch.float64) @ S
         V[r:r + RESTART_ROWS] = Vr.to(Q.dtype)
         r2 += ((AQ[r:r + RESTART_ROWS].to(torch.float64) @ S - Vr * theta[None, :]) ** 2).sum(0)
-    if not linear:
-        C = Mn @ S - _gram(Q, Q) @ S * theta[None, :]   # Q^T R
-        G = _gram(Q, Q)
-        r2 = r2 - 2 * (C * C).sum(0) + (C * (G @ C)).sum(0)  # |R - Q C|^2 = |(I - Q Q^T) R|^2 for orthonormal Q
     return theta.cpu().numpy(), V, r2.clamp_min(0).sqrt().cpu().numpy()
 
 
