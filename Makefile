@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: app test install install-test install-ray ray-test browser bench train clean loadtest precompute
+.PHONY: app test install install-test install-ray ray-test browser bench train clean loadtest precompute gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ loadtest: install-test browser
 
 bench: install-test
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# every analysis on CUDA and on the CPU, agreement asserted, timings into docs/gpu.md (CUDA rows skipped without a GPU)
+gpu-check: install-test
+	$(PY) scripts/gpu_check.py --doc docs/gpu.md
 
 train: install
 	$(PY) scripts/train_zoo.py

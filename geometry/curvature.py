@@ -33,9 +33,9 @@ SIGN_CONVENTION = (
 
 AUTO_FULL_MAX_DIM = 256  # full=None: dense spectrum up to this d, Lanczos above
 # For the finite-difference estimator the map v -> (g(z + h v) - g(z - h v)) / 2h is not linear in v on a
-# piecewise-linear network, so Lanczos on it drifts and need not converge (measured: 300 products, not
-# converged, on mnist_lenet_relu). Its dense pixel-basis matrix, symmetrised, is a well-defined linear
-# operator whose spectrum costs d products; full=None uses it up to this d (MNIST's 784 included).
+# piecewise-linear network: Lanczos diagonalises the symmetrised operator of the products on its own Krylov basis
+# (geometry/lanczos.py, docs/scale.md), the full spectrum that of the pixel basis, a basis-free choice that costs
+# d products; full=None uses it up to this d (MNIST's 784 included).
 AUTO_FULL_MAX_DIM_FD = 1024
 
 
