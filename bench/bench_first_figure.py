@@ -320,7 +320,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop servers and remove the worktree on kill
     if args.doc_from:
-        DOC.write_text(render_doc(json.loads(Path(args.doc_from).read_text())))
+        DOC.write_text(render_doc(dict(json.loads(Path(args.doc_from).read_text()), source=args.doc_from)))
         print(f"wrote {DOC}")
         return 0
     if not os.path.exists(CHROMIUM):
