@@ -28,9 +28,11 @@ SCHEMA = 1
 
 
 def interleave(methods: dict[str, Callable[[], object]], rounds: int, *, warmup: bool = True,
-               sync: Callable[[], None] | None = None) -> dict[str, list[float]]:
-    """Seconds per call of each method over ``rounds`` rounds; each round calls every method once, the order
-    rotating from round to round. ``warmup`` calls each once first (lazy imports, allocator, graphs)."""
+               sync: Callable[[], None] | None = None, repeat: int | dict[str, int] = 1) -> dict[str, list[float]]:
+    """Seconds per call of each method over ``rounds`` rounds; each round calls every method, the order
+    rotating from round to round. ``warmup`` calls each once first (lazy imports, allocator, graphs).
+    ``repeat`` (one number, or per method): calls per round, timed together and averaged, for calls of about a
+    millisecond, where one call alone measures the scheduler more than the method."""
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     names = list(methods)
@@ -43,11 +45,13 @@ def interleave(methods: dict[str, Callable[[], object]], rounds: int, *, warmup:
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for k in order:
+            n = repeat.get(k, 1) if isinstance(repeat, dict) else int(repeat)
             t = time.perf_counter()
-            methods[k]()
+            for _ in range(n):
+                methods[k]()
             if sync:
                 sync()
-            times[k].append(time.perf_counter() - t)
+            times[k].append((time.perf_counter() - t) / n)
     return times
 
 
