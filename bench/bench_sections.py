@@ -125,7 +125,7 @@ def main(argv=None):
                           f"{fmt(m['methods']['adaptive']):>20}{fmt(m['ratio'], 1):>18}{mism:>9}")
     for res, ms in per_res.items():
         ev = [m["extra"]["adaptive_evaluations"] for m in ms]
-        rec.add(f"adaptive/all/{res}", f"adaptive vs dense grid at {res}x{res}, all {len(ms)} rows above",
+        rec.add(f"adaptive/all/{res}", f"adaptive vs dense grid at {res}x{res}, over the {len(ms)} sections measured",
                 ratio={"median": float(np.median([m["ratio"]["median"] for m in ms])),
                        "min": min(m["ratio"]["min"] for m in ms), "max": max(m["ratio"]["max"] for m in ms),
                        "of": "dense / adaptive seconds: median of the rows' medians, min-max over every round"},
