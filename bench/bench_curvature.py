@@ -152,7 +152,8 @@ def bench_lanczos(clf, x, rec, k=10):
                 f"({clf.name}, float64, {est})", unit="Hessian-vector products", headline=est == "exact",
                 docs="docs/curvature.md", extra={"k_per_end": k, "counts": counts})
     table(f"Both ends of the curvature spectrum, k={k} per end ({clf.name}, float64, d={clf.dim}); error = max "
-          "|value - dense| / max|curvature|; products are exact counts, seconds one run", ["estimator", "method", "HVPs", "seconds", "max rel. error", "converged"],
+          "|value - dense| / max|curvature|; products are exact counts, seconds one run",
+          ["estimator", "method", "HVPs", "seconds", "max rel. error", "converged"],
           rows)
 
 
@@ -160,7 +161,8 @@ def bench_deepfool(clf, x, rounds, rec):
     n = len(x)
     rows = []
     for key, name, fn in (("deepfool", "deepfool (overshoot 0.02)", lambda xs: deepfool(clf, xs)),
-                          ("boundary_point", "boundary_point (DeepFool + bisection)", lambda xs: boundary_point(clf, xs))):
+                          ("boundary_point", "boundary_point (DeepFool + bisection)",
+                           lambda xs: boundary_point(clf, xs))):
         out = {}
 
         def batched(fn=fn):
