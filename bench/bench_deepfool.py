@@ -7,7 +7,8 @@ The three methods run interleaved over several rounds (each round times each met
 rotating order); the table gives median seconds with min-max, success rate, the per-image L2 ratio
 to foolbox (median, and the fraction of images where ours is larger), whether every returned point
 is inside the pixel range, and the margin past the boundary (median of 1/t - 1, t the first crossing
-on the segment x -> x + r, found by bisection). Writes out/bench_deepfool.json.
+on the segment x -> x + r, found by bisection). Speed-ups are the median (min-max) of per-round ratios. Writes
+bench/results/bench_deepfool.json (bench/_results.py).
 
 The peers are a bench extra, not a dependency (requirements-bench.txt):
 
@@ -20,7 +21,6 @@ Without them the bench says so and exits 0 (so `make bench` still runs the other
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from bench._results import Results, fmt, paired_ratio  # noqa: E402
 from geometry.boundary import ATTACK_OVERSHOOT, DEFAULT_CANDIDATES, deepfool  # noqa: E402
 from geometry.data import held_out  # noqa: E402
 from geometry.loading import load_classifier  # noqa: E402
@@ -106,8 +107,9 @@ def bench_model(name, x, rounds, fb, ta):
                   "margin_past_boundary": margin_past(clf, x, out[k], label)}
     row["l2_ratio_ours_to_foolbox"] = {"median": float(ratio.median()), "frac_ours_larger": float((ratio > 1).float().mean()),
                                        "images": int(both.sum())}
-    row["speedup_vs_foolbox"] = row["foolbox"]["seconds_median"] / row["ours"]["seconds_median"]
-    row["speedup_vs_torchattacks"] = row["torchattacks"]["seconds_median"] / row["ours"]["seconds_median"]
+    row["speedup_vs_foolbox"] = paired_ratio(times["foolbox"], times["ours"])
+    row["speedup_vs_torchattacks"] = paired_ratio(times["torchattacks"], times["ours"])
+    row["times"] = times
     return row
 
 
@@ -116,7 +118,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--models", default=None, help="comma-separated (default: every bundled MNIST model)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(ROOT / "out" / "bench_deepfool.json"))
+    ap.add_argument("--out", default=None, help="results file (default bench/results/bench_deepfool.json)")
     args = ap.parse_args(argv)
     mods, why = peers()
     if mods is None:
@@ -129,6 +131,10 @@ def main(argv=None):
     xs, _ = held_out("mnist").tensors()
     x = xs[::10][:100].contiguous()
     rows = []
+    rec = Results("bench_deepfool", args.rounds, {"models": names, "images": len(x), "threads": args.threads,
+                                                  "overshoot": ATTACK_OVERSHOOT, "steps": STEPS,
+                                                  "candidates": DEFAULT_CANDIDATES, "foolbox": fb.__version__,
+                                                  "torchattacks": ta.__version__})
     print(f"\n## DeepFool: ours vs foolbox {fb.__version__} L2DeepFoolAttack vs torchattacks {ta.__version__} DeepFool "
           f"({len(x)} held-out images, overshoot {ATTACK_OVERSHOOT}, {STEPS} steps, {DEFAULT_CANDIDATES} candidates, "
           f"{args.rounds} interleaved rounds, {args.threads} threads)\n")
@@ -142,18 +148,20 @@ def main(argv=None):
         m = ("ours", "foolbox", "torchattacks")
         secs = " / ".join(f"{row[k]['seconds_median']:.2f} ({row[k]['seconds_min']:.2f}-{row[k]['seconds_max']:.2f})"
                           for k in m)
-        print(f"| {name} | {secs} | x{row['speedup_vs_foolbox']:.1f} / x{row['speedup_vs_torchattacks']:.1f} | "
+        times = row.pop("times")
+        rec.add(f"peers/{name}", f"our batched DeepFool vs foolbox {fb.__version__} / torchattacks {ta.__version__} "
+                f"({len(x)} images, {name})", methods={"ours": times["ours"], "foolbox": times["foolbox"],
+                                                       "torchattacks": times["torchattacks"]},
+                ratio=("foolbox", "ours"), ratio_meaning="speed-up over foolbox", headline=True,
+                docs="docs/curvature.md", extra=row)
+        print(f"| {name} | {secs} | x{fmt(row['speedup_vs_foolbox'], 1)} / x{fmt(row['speedup_vs_torchattacks'], 1)} | "
               + " / ".join(f"{row[k]['success']:.2f}" for k in m)
               + f" | {row['l2_ratio_ours_to_foolbox']['median']:.4f}, {row['l2_ratio_ours_to_foolbox']['frac_ours_larger']:.2f} | "
               + " / ".join(f"{row[k]['median_l2']:.4f}" for k in m)
               + f" | {row['ours']['margin_past_boundary']:.4f} / {row['foolbox']['margin_past_boundary']:.4f} | "
               + ("yes" if all(row[k]["in_range"] for k in m) else "NO: " + ", ".join(k for k in m if not row[k]["in_range"]))
               + " |", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": rows, "foolbox": fb.__version__, "torchattacks": ta.__version__,
-                               "threads": args.threads}, indent=2))
-    print(f"\nwrote {out}")
+    rec.write(args.out)
     return 0
 
 

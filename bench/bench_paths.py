@@ -1,10 +1,12 @@
 """Benchmark of connecting paths: model evaluations and time per path, and how they grow with the anchor
 budget; proven (weight-bound) against sampled (local slope) checks; batched pairs against one by one.
 
-    .venv/bin/python bench/bench_paths.py [--model mnist_lenet_gelu] [--pairs 10] [--quick]
+    .venv/bin/python bench/bench_paths.py [--model mnist_lenet_gelu] [--pairs 10] [--quick] [--rounds 3]
 
-Prints ratio tables measured in this one run (times depend on the machine and its load; evaluation
-counts do not). Never used as a timed test.
+Prints tables measured in this one run: evaluation counts (deterministic) per anchor budget, and times of
+compared methods (proven vs sampled checks; batched pairs vs one by one) interleaved over --rounds rounds,
+as medians with min-max, ratios as the median (min-max) of per-round ratios. Writes
+bench/results/bench_paths.json (bench/_results.py). Never used as a timed test.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench._results import Results, fmt, interleave  # noqa: E402
 from geometry.loading import load_classifier  # noqa: E402
 from geometry.paths import connecting_path, gallery_pairs, margin_lipschitz_bound, path_statistics  # noqa: E402
 
@@ -43,14 +46,21 @@ def main(argv=None):
     ap.add_argument("--model", default="mnist_lenet_gelu")
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="fewer budgets and pairs")
+    ap.add_argument("--budgets", default=None, help="comma-separated anchor budgets (default 0,1,2,4,8,16; "
+                    "--quick 0,2,16); 16 must be among them")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--repeats", type=int, default=3, help="best of this many runs for the batching comparison")
+    ap.add_argument("--rounds", "--repeats", dest="rounds", type=int, default=3,
+                    help="interleaved rounds of each timed comparison (default 3)")
+    ap.add_argument("--out", default=None, help="results file (default bench/results/bench_paths.json)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     clf = load_classifier(args.model, device="auto")
+    rec = Results("bench_paths", args.rounds, {k: v for k, v in vars(args).items() if k != "out"}, clf.device.type)
     n = 4 if args.quick else args.pairs
     budgets = [0, 2, 16] if args.quick else [0, 1, 2, 4, 8, 16]
+    if args.budgets:
+        budgets = sorted({int(b) for b in args.budgets.split(",")} | {16})
     t0 = time.perf_counter()
     bound = margin_lipschitz_bound(clf)
     print(f"model {clf.name} on {clf.device.type}, torch threads {torch.get_num_threads()}; weight bound of the "
@@ -63,7 +73,7 @@ def main(argv=None):
         print(f"\n{kind} pairs ({len(ps.labels)}): per path, by anchor budget and check")
         print(f"{'budget':>6} | {'check':>6} | {'connected':>9} | {'proven':>6} | {'anchors':>7} | {'evals':>8} | "
               f"{'max evals':>9} | "
-              f"{'s/path':>7} | {'evals / budget-16':>17}")
+              f"{'s/path (1 run)':>14} | {'evals / budget-16':>17}")
         rows = {}
         for verification in ("bound", "local") if bound else ("local",):
             for b in budgets:
@@ -72,25 +82,39 @@ def main(argv=None):
             ref = rows[(verification, 16)]["evals"]
             print(f"{b:>6} | {verification:>6} | {r['connected']:>9.2f} | {r['proven']:>6.2f} | {r['anchors']:>7.2f} | "
                   f"{r['evals']:>8.0f} | "
-                  f"{r['evals_max']:>9d} | {r['sec']:>7.3f} | {r['evals'] / ref:>17.2f}")
+                  f"{r['evals_max']:>9d} | {r['sec']:>14.3f} | {r['evals'] / ref:>17.2f}")
+        rec.add(f"budgets/{kind}", f"{kind} pairs ({len(ps.labels)}): per-path counts by anchor budget and check",
+                unit="evaluations", docs="docs/paths.md",
+                extra={f"{v}/{b}": {k: r[k] for k in ("connected", "proven", "anchors", "evals", "evals_max")}
+                       for (v, b), r in rows.items()})
         if bound:
             b16, l16 = rows[("bound", 16)], rows[("local", 16)]
+            t = interleave({"proven": lambda: run(clf, ps, 16, "bound"),
+                            "sampled": lambda: run(clf, ps, 16, "local")}, args.rounds, warmup=False)
+            m = rec.add(f"proven_vs_sampled/{kind}", f"proven (weight bound) vs sampled segment checks, {kind} "
+                        f"pairs, budget 16 ({len(ps.labels)} pairs)", methods=t, ratio=("proven", "sampled"),
+                        ratio_meaning="time of the proven check as a multiple of the sampled one",
+                        docs="docs/paths.md", extra={"evaluations_ratio": b16["evals"] / l16["evals"]})
             print(f"proven / sampled check at budget 16: evaluations x{b16['evals'] / l16['evals']:.1f}, "
-                  f"time x{b16['sec'] / l16['sec']:.1f}")
-    # batching: all pairs in one search against one search per pair (best of --repeats; load varies)
+                  f"time x{fmt(m['ratio'], 1)} (median (min-max) over {args.rounds} interleaved rounds)")
+    # batching: all pairs in one search against one search per pair, interleaved rounds
     ps = gallery_pairs(clf, n, kind="adversarial", seed=0)
-    batched, single = [], []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
+
+    def batched():
         path_statistics(clf, ps.x1, ps.x2, label=ps.labels, verification="local", group=len(ps.labels))
-        batched.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+
+    def single():
         for k in range(len(ps.labels)):
             connecting_path(clf, ps.x1[k], ps.x2[k], verification="local")
-        single.append(time.perf_counter() - t0)
-    batched, single = min(batched), min(single)
-    print(f"\nbatched search of {len(ps.labels)} adversarial pairs: {batched:.2f} s; one by one: {single:.2f} s "
-          f"(x{single / batched:.2f})")
+
+    t = interleave({"one search": batched, "one by one": single}, args.rounds, warmup=False)
+    m = rec.add("batched_pairs", f"{len(ps.labels)} adversarial paths in one batch vs one by one ({clf.name})",
+                methods=t, ratio=("one by one", "one search"), ratio_meaning="speed-up of batching", headline=True,
+                docs="docs/paths.md")
+    print(f"\nbatched search of {len(ps.labels)} adversarial pairs: {fmt(m['methods']['one search'])} s; one by one: "
+          f"{fmt(m['methods']['one by one'])} s (x{fmt(m['ratio'])}; median (min-max) over {args.rounds} "
+          "interleaved rounds)")
+    rec.write(args.out)
 
 
 if __name__ == "__main__":

@@ -272,8 +272,8 @@ class Detector:
         sub = self.subspace or {}
         if self.directions != "all":
             select = self.directions
-        else:
-            select = resolve_select(sub.get("select"), sub.get("signs"))
+        else:  # "select" is recorded only where "signs" cannot say it (both-ends records signs "both" too)
+            select = sub.get("select") or resolve_select(None, sub.get("signs"))
         return {"construction": str(sub.get("construction", DEFAULT_CONSTRUCTION)), "select": select,
                 "score": self.score}
 
@@ -402,21 +402,25 @@ def calibrate_detector(clf: Classifier, S: CurvedSubspace, x_clean, *, fpr: floa
 
 
 def detector_key(S: CurvedSubspace, *, fpr: float = DEFAULT_FPR, images: int = 200, seed: int = 0,
-                 estimator: str | None = None, step: float | None = None, directions: str = "all") -> dict:
+                 estimator: str | None = None, step: float | None = None, directions: str = "all",
+                 score: str = DEFAULT_SCORE) -> dict:
     """What identifies a saved detector for S (the arguments of :func:`model_detector`)."""
     return {"subspace": settings_key(S.settings), "fpr": float(fpr), "images": int(images), "seed": int(seed),
-            "estimator": estimator, "step": step, "directions": directions}
+            "estimator": estimator, "step": step, "directions": directions, "score": check_score(score)}
 
 
 def model_detector(clf: Classifier, S: CurvedSubspace, *, fpr: float = DEFAULT_FPR, images: int = 200,
                    seed: int = 0, estimator: str | None = None, step: float | None = None, directions: str = "all",
-                   cache: str | Path | None | bool = None, recompute: bool = False) -> Detector:
+                   cache: str | Path | None | bool = None, recompute: bool = False,
+                   score: str = DEFAULT_SCORE) -> Detector:
     """A detector calibrated on ``images`` clean held-out images (the first ``images`` of a stratified
     order, seed ``seed``), cached next to S (``cache`` as in ``subspace.model_subspace``). A detector shipped
-    with a bundled model for the same S and settings (``geometry.precomputed``) is used first."""
+    with a bundled model for the same S and settings (``geometry.precomputed``) is used first. ``score``: the
+    score over classes (:data:`SCORES`)."""
     from .subspace import dataset_images
 
-    key = detector_key(S, fpr=fpr, images=images, seed=seed, estimator=estimator, step=step, directions=directions)
+    key = detector_key(S, fpr=fpr, images=images, seed=seed, estimator=estimator, step=step, directions=directions,
+                       score=score)
     path = None
     if cache is not False and not recompute:
         from .precomputed import shipped_detector
@@ -435,7 +439,7 @@ def model_detector(clf: Classifier, S: CurvedSubspace, *, fpr: float = DEFAULT_F
             if det is not None and det.fingerprint == model_fingerprint(clf):
                 return det
     x, _ = dataset_images(clf, images, split="held_out", seed=seed)
-    det = calibrate_detector(clf, S, x, fpr=fpr, estimator=estimator, step=step, directions=directions)
+    det = calibrate_detector(clf, S, x, fpr=fpr, estimator=estimator, step=step, directions=directions, score=score)
     det.calibration.update(split="held_out", seed=int(seed))
     if path is not None:
         try:

@@ -44,9 +44,11 @@ from .subspace import CACHE_VERSION, CurvedSubspace, cache_dir, model_fingerprin
 
 log = logging.getLogger("geometry.precomputed")
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Bump when what an entry holds, or how any stored result is computed, changes.
-2: the record's own digest; DeepFool's in-range refinement (shorter attacks and boundary points)."""
+2: the record's own digest; DeepFool's in-range refinement (shorter attacks and boundary points).
+3: detectors record their score over classes; the page's default detector is the pre-registered variant
+(``geometry.detector_variant``), whose S may be of another construction (shipped as ``subspace-<construction>``)."""
 
 
 def _code_version() -> str:
@@ -74,6 +76,7 @@ PAGE_DEFAULTS = {
     "evaluation_images": 100,   # further held-out images attacked for the ROC
     "sizes": (1.0, 1.5, 2.0),   # attack sizes of the ROC (x the median DeepFool norm)
     "directions": "all",
+    "detector": "preregistered",  # the detector variant (geometry.detector_variant): the pre-registered choice
 }
 """The Vulnerability page's default settings: the results ``make precompute`` ships for each bundled model."""
 
@@ -102,7 +105,8 @@ def subspace_digest(S: CurvedSubspace) -> str:
 def detector_digest(det) -> str:
     """Identifies a calibrated detector: its directions, sign, threshold, estimator and step."""
     return _sha1(det.basis.detach().cpu().to(torch.float32),
-                 [int(det.sign), float(det.threshold), float(det.fpr), det.estimator, det.step, det.directions])
+                 [int(det.sign), float(det.threshold), float(det.fpr), det.estimator, det.step, det.directions,
+                  det.score])
 
 
 def images_digest(x, y=None) -> str:
@@ -259,6 +263,15 @@ def _decode(entry: Entry | None, build: Callable[[Entry], object], where: str):
         return None
 
 
+def shipped_stems(folder: Path | None, kind: str) -> list[str]:
+    """The shipped entries of one kind: ``<kind>`` (the page's default) then ``<kind>-<name>`` (others the
+    page's defaults need, e.g. S of another construction for the default detector), in name order."""
+    if folder is None or not folder.is_dir():
+        return []
+    extra = sorted(p.stem for p in folder.glob(f"{kind}-*.json") if _SAFE.match(p.stem))
+    return [kind] + extra
+
+
 def find(clf, kind: str, key: dict, build: Callable[[Entry], object], *, data: Callable[[], str] | None = None,
          cache=None, shipped: bool = True):
     """The first usable stored result: shipped with the model, then in the user cache ``cache``
@@ -275,10 +288,12 @@ def find(clf, kind: str, key: dict, build: Callable[[Entry], object], *, data: C
 
     d = data_once if data is not None else None
     if shipped:
-        out = _decode(read_entry(shipped_folder(clf.name), kind, kind=kind, fingerprint=fp, key=key, data=d,
-                                 where="shipped"), build, "shipped")
-        if out is not None:
-            return out
+        folder = shipped_folder(clf.name)
+        for stem in shipped_stems(folder, kind):
+            out = _decode(read_entry(folder, stem, kind=kind, fingerprint=fp, key=key, data=d, where="shipped"),
+                          build, "shipped")
+            if out is not None:
+                return out
     if kind in ("vulnerability", "evaluation"):  # S and detectors keep their own user-cache files
         folder, stem = _user_stem(clf, kind, key, cache)
         return _decode(read_entry(folder, stem, kind=kind, fingerprint=fp, key=key, data=d), build, "saved")
@@ -370,7 +385,7 @@ def detector_key(S: CurvedSubspace, key: dict) -> dict:
 def encode_detector(det) -> tuple[dict, dict]:
     meta = {"sign": int(det.sign), "threshold": float(det.threshold), "fpr": float(det.fpr),
             "estimator": det.estimator, "step": det.step, "calibration": det.calibration, "model": det.model,
-            "subspace": det.subspace, "directions": det.directions}
+            "subspace": det.subspace, "directions": det.directions, "score": det.score}
     arrays = {"basis": det.basis.detach().cpu().to(torch.float32).numpy(),
               "calibration_scores": np.asarray(det.calibration_scores, np.float64)}
     return meta, arrays
@@ -401,10 +416,14 @@ def decode_detector(entry: Entry, clf):
         raise ValueError(f"basis {a['basis'].shape} does not fit a model with d = {clf.dim}")
     if int(meta["sign"]) not in (-1, 1):
         raise ValueError("sign must be +1 or -1")
+    from .detection import SCORES
+
+    if meta.get("score") not in SCORES:
+        raise ValueError(f"score must be one of {', '.join(SCORES)}")
     return Detector(torch.from_numpy(a["basis"].astype(np.float64)), int(meta["sign"]), float(meta["threshold"]),
                     float(meta["fpr"]), meta["estimator"], meta["step"], dict(meta["calibration"]), meta["model"],
                     entry.record["fingerprint"], dict(meta["subspace"]), str(entry.path), a["calibration_scores"],
-                    meta["directions"])
+                    meta["directions"], meta["score"])
 
 
 def detector_images_digest(clf, images: int, seed: int) -> str:

@@ -3,7 +3,11 @@
 For each model in assets/models this computes (on the CPU, in float32, from scratch) the shared
 curved subspace S, the detector's calibration, the two vulnerability experiments and the detector's
 evaluation against attacks, at ``geometry.precomputed.PAGE_DEFAULTS``, and writes them to
-``assets/precomputed/<model>/`` (``<kind>.json`` + ``<kind>.npz``). Each later result is computed
+``assets/precomputed/<model>/`` (``<kind>.json`` + ``<kind>.npz``). The detector is the default variant
+(``geometry.detector_variant``): the one chosen on the development half of the model's committed
+pre-registered evaluation (``reports/<model>/detector_preregistered.json``), recorded in
+``detector_variant.json``, else the documented fallback; when its S is of another construction than the
+page's S, that S ships too (``subspace-<construction>``). Each later result is computed
 from the earlier ones *as read back from those files*, so what ships is exactly what a user gets.
 Prints progress and the seconds per model. ``--models a,b`` limits the models; ``--out`` writes
 elsewhere (the default is the folder the library reads).
@@ -32,6 +36,8 @@ def precompute_model(name: str, out: Path) -> dict:
 
     from geometry import precomputed as pre
     from geometry.detection import detector_key, model_detector
+    from geometry.detector_variant import (FALLBACK, recorded_variant, variant_record,
+                                           write_variant_record)
     from geometry.loading import load_classifier
     from geometry.subspace import model_fingerprint, model_subspace, subspace_settings
     from geometry.tasks import held_out_detector_evaluation, held_out_vulnerability
@@ -64,13 +70,41 @@ def precompute_model(name: str, out: Path) -> dict:
                     data=pre.subspace_images_digest(clf, settings), **_pair(pre.encode_subspace(S0)))
     S = reload("S", pre.shipped_subspace(clf, settings))
 
-    dkey = detector_key(S, fpr=D["fpr"], images=D["calibration_images"], directions=D["directions"])
-    det0 = step("detector calibration", lambda: model_detector(clf, S, fpr=D["fpr"], images=D["calibration_images"],
-                                                                directions=D["directions"], cache=False))
-    pre.write_entry(folder, "detector", kind="detector", fingerprint=fp, key=pre.detector_key(S, dkey),
+    report = ROOT / "reports" / name / "detector_preregistered.json"
+    if report.is_file():
+        import json
+
+        write_variant_record(folder, variant_record(name, fp, json.loads(report.read_text()),
+                                                    str(report.relative_to(ROOT))))
+        found = recorded_variant(clf)
+        variant = reload("detector variant", found)[0]
+        _say(f"  detector variant: {variant.key} (pre-registered, {report.relative_to(ROOT)})")
+    else:
+        variant = FALLBACK
+        _say(f"  detector variant: {variant.key} (fallback: no {report.relative_to(ROOT)})")
+    S_det = S
+    if variant.construction != S.construction:
+        c = variant.construction
+        settings_c = subspace_settings(clf, images=D["images"], m=D["m"], estimator=D["estimator"], construction=c)
+        Sc0 = step(f"S ({c} construction, for the detector)",
+                   lambda: model_subspace(clf, images=D["images"], m=D["m"], estimator=D["estimator"],
+                                          construction=c, cache=False))
+        pre.write_entry(folder, f"subspace-{c}", kind="subspace", fingerprint=fp, key=pre.subspace_key(settings_c),
+                        data=pre.subspace_images_digest(clf, settings_c), **_pair(pre.encode_subspace(Sc0)))
+        S_det = reload(f"S ({c})", pre.shipped_subspace(clf, settings_c))
+    if variant.select != S_det.select:
+        S_det = S_det.with_select(variant.select)
+
+    dkey = detector_key(S_det, fpr=D["fpr"], images=D["calibration_images"], directions=D["directions"],
+                        score=variant.score)
+    det0 = step("detector calibration", lambda: model_detector(clf, S_det, fpr=D["fpr"],
+                                                                images=D["calibration_images"],
+                                                                directions=D["directions"], score=variant.score,
+                                                                cache=False))
+    pre.write_entry(folder, "detector", kind="detector", fingerprint=fp, key=pre.detector_key(S_det, dkey),
                     data=pre.detector_images_digest(clf, D["calibration_images"], 0),
                     **_pair(pre.encode_detector(det0)))
-    det = reload("detector", pre.shipped_detector(clf, S, dkey, D["calibration_images"], 0))
+    det = reload("detector", pre.shipped_detector(clf, S_det, dkey, D["calibration_images"], 0))
 
     vul = step("vulnerability experiments",
                lambda: held_out_vulnerability(clf, S, D["experiment_images"], D["draws"], cache=False))
@@ -90,7 +124,8 @@ def precompute_model(name: str, out: Path) -> dict:
     reload("evaluation", pre.find(clf, "evaluation", ekey, lambda e: pre.decode_evaluation(e, det),
                                   data=lambda: edata, cache=folder / ".unused"))
     size = sum(p.stat().st_size for p in folder.iterdir())
-    return {"model": name, "fingerprint": fp, "seconds": time.perf_counter() - t0, "bytes": size, **times}
+    return {"model": name, "fingerprint": fp, "seconds": time.perf_counter() - t0, "bytes": size,
+            "variant": variant.key, **times}
 
 
 def _pair(meta_arrays):
@@ -126,7 +161,7 @@ def main(argv=None) -> int:
         _say(f"[{i}/{len(names)}] {name}")
         r = precompute_model(name, out)
         _say(f"[{i}/{len(names)}] {name}: {r['seconds']:.1f} s, {r['bytes'] / 1024:.0f} KiB, fingerprint "
-             f"{r['fingerprint']}")
+             f"{r['fingerprint']}, detector {r['variant']}")
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     _say(f"done: {len(names)} models in {time.perf_counter() - total:.1f} s; {out} holds {size / 1024:.0f} KiB")
     return 0

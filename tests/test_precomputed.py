@@ -24,6 +24,7 @@ import geometry.subspace as subspace
 import geometry.vulnerability as vulnerability
 from geometry import precomputed as pre
 from geometry.detection import detector_key, model_detector
+from geometry.detector_variant import resolve_variant, variant_detector
 from geometry.subspace import model_fingerprint, model_subspace, subspace_settings
 from geometry.tasks import held_out_detector_evaluation, held_out_vulnerability
 from geometry.zoo import zoo_names
@@ -69,10 +70,16 @@ def test_shipped_files_match_the_bundled_model(name, shipped_only, monkeypatch, 
     assert pre.is_shipped(S.path), f"the shipped S of {name} was not used ({caplog.text}): {FIX}"
     assert S.m == D["m"] and S.dim == clf.dim and S.fingerprint == fp
     assert np.allclose(S.basis.T @ S.basis, np.eye(S.m), atol=1e-5)  # float32-stored, still orthonormal
-    det = model_detector(clf, S, fpr=D["fpr"], images=D["calibration_images"], directions=D["directions"],
-                         cache=cache)
+    # the page's default detector: the pre-registered variant (its S may be of another construction)
+    choice = resolve_variant(clf, D["detector"])
+    S_det, det = variant_detector(clf, D["detector"], images=D["images"], m=D["m"], estimator=D["estimator"],
+                                  fpr=D["fpr"], calibration_images=D["calibration_images"], cache=cache,
+                                  with_subspace=True)
+    assert pre.is_shipped(S_det.path), f"the shipped S of {name}'s detector was not used ({caplog.text}): {FIX}"
     assert pre.is_shipped(det.path), f"the shipped detector of {name} was not used ({caplog.text}): {FIX}"
-    assert det.basis.shape == S.basis.shape and torch.allclose(det.basis, S.basis.to(det.basis.dtype), atol=1e-6)
+    assert det.variant == choice.variant.to_dict() and det.score == choice.variant.score
+    assert det.basis.shape == S_det.basis.shape
+    assert torch.allclose(det.basis, S_det.basis.to(det.basis.dtype), atol=1e-6)
     assert len(det.calibration_scores) == D["calibration_images"]
     vul = held_out_vulnerability(clf, S, D["experiment_images"], D["draws"], cache=cache)
     assert vul.concentration.m == S.m and vul.fooling.draws == D["draws"]

@@ -255,8 +255,13 @@ def test_detect_json_names_its_variant(tmp_path, capsys):
               "--cache-dir", str(tmp_path), "--json"]
     assert main(["detect", "--image", "gallery:2:0", *common]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["variant"] == {"construction": "projected", "select": "most", "score": "max"}
+    # digits_mlp has no pre-registered evaluation: the default is the documented fallback
+    assert out["variant"] == {"construction": "projected", "select": "negative", "score": "runner-up"}
+    assert out["variant_choice"]["source"] == "fallback"
     assert out["directions"] == "all" and "threshold" in out and "rho" in out  # the old fields stay
+    assert main(["detect", "--image", "gallery:2:0", "--construction", "projected", *common]) == 0
+    out = json.loads(capsys.readouterr().out)  # the piece-by-piece options keep their old meaning
+    assert out["variant"] == {"construction": "projected", "select": "most", "score": "max"}
     assert main(["detect", "--image", "gallery:2:0", "--directions", "negative", "--construction", "paper",
                  *common]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -23,7 +23,7 @@ from dashboard.state import current_image, current_model
 from dashboard.ui import guarded, presentation, show
 from geometry.boundary import boundary_point
 from geometry.curvature import principal_curvatures
-from geometry.detection import model_detector
+from geometry.detector_variant import variant_detector
 from geometry.errors import GeometryError
 from geometry.images import gallery_counts, gallery_dataset, gallery_image
 from geometry.operators import default_step
@@ -110,9 +110,11 @@ def _subspace():
                    what=f"the shared curved subspace S from {D['images']} boundary points")
 
 
-def _detector(S):
-    return compute(model_detector, S, fpr=DET_FPR, images=DET_CAL, directions=D["directions"], long=True,
-                   what=f"the detector's calibration on {DET_CAL} clean held-out images")
+def _detector():
+    # the Vulnerability page's default detector (the pre-registered variant), with the same arguments
+    return compute(variant_detector, D["detector"], images=D["images"], m=D["m"], estimator=D["estimator"],
+                   fpr=DET_FPR, calibration_images=DET_CAL, progress=True, long=True,
+                   what=f"the detector: its S and its calibration on {DET_CAL} clean held-out images")
 
 
 # ------------------------------------------------------------------ the steps
@@ -233,8 +235,7 @@ def step_shared():
 
 
 def step_detect():
-    S = _subspace()
-    det = _detector(S)
+    det = _detector()
     ev = compute(held_out_detector_evaluation, det, DET_CAL, DET_EVAL, DET_SIZES, progress=True, long=True,
                  what=f"attacking and scoring {DET_EVAL} held-out images")
     show(score_histograms_figure(ev.clean_scores, ev.rows, det.threshold, 1.0), key="lesson_scores")

@@ -6,8 +6,10 @@ import math
 
 import torch
 
-from ..detection import ATTACKS, DEFAULT_FPR, DIRECTION_SETS, attack_batch, model_detector
+from ..detection import ATTACKS, DEFAULT_FPR, DIRECTION_SETS, SCORES, attack_batch, model_detector
+from ..detector_variant import PREREGISTERED, REQUESTS, VariantChoice, check_request, resolve_variant, variant_detector
 from ..errors import GeometryError
+from ..subspace import DEFAULT_CONSTRUCTION
 from ._common import add_image_arguments, add_model_arguments, image_from_args, model_from_args
 from .subspace import (add_subspace_arguments, cache_arg, stderr_progress, subspace_from_args,
                        validate_subspace_arguments)
@@ -26,11 +28,26 @@ def add_detector_arguments(p) -> None:
                         "negatively curved directions of the same average operator")
 
 
+VARIANT_OPTIONS = ("construction", "select", "signs", "directions", "score")
+"""Options that choose the detector piece by piece (the older way); they override the --variant default."""
+
+
 def add_arguments(p):
     add_model_arguments(p)
     add_image_arguments(p)
     add_subspace_arguments(p)
     add_detector_arguments(p)
+    g = p.add_argument_group("detector variant")
+    g.add_argument("--variant", default=None,
+                   help=f"which detector: {PREREGISTERED} (default: for a bundled model the variant chosen on the "
+                        "development half of its pre-registered evaluation, assets/precomputed/<model>/"
+                        "detector_variant.json; for any other model the fallback projected/negative/runner-up), "
+                        f"{REQUESTS[1]} (the paper's definition: paper/most/max), or construction/select/score "
+                        "(e.g. projected/most/max). --construction/--select/--directions/--score instead choose it "
+                        "piece by piece, as before")
+    g.add_argument("--score", choices=SCORES, default=None,
+                   help="score over classes: max over c != k (the definition) or the runner-up class only")
+    p.set_defaults(construction=None, directions=None)
     g = p.add_argument_group("perturb the image first (optional)")
     g.add_argument("--attack", choices=("none",) + ATTACKS, default="none",
                    help="perturb the image before detection (default none)")
@@ -39,7 +56,17 @@ def add_arguments(p):
                         "(default 1)")
 
 
+def _piecewise(args) -> list[str]:
+    """The options of :data:`VARIANT_OPTIONS` given on the command line."""
+    return [f"--{k}" for k in VARIANT_OPTIONS if getattr(args, k, None) is not None]
+
+
 def validate(args) -> None:
+    given = _piecewise(args)
+    if args.variant is not None:
+        check_request(args.variant)
+        if given:
+            raise GeometryError(f"--variant and {'/'.join(given)} both choose the detector; give one of them")
     if args.calibration_images < 2:
         raise GeometryError(f"--calibration-images must be at least 2, got {args.calibration_images}")
     if not 0 < args.fpr < 1:
@@ -54,11 +81,26 @@ def run(args) -> dict:
     clf = model_from_args(args)
     img = image_from_args(args, clf)
     progress = stderr_progress()
-    S = subspace_from_args(args, clf, progress)
-    if progress:
-        progress(0.0, f"calibrating the detector on {args.calibration_images} clean held-out images")
-    det = model_detector(clf, S, fpr=args.fpr, images=args.calibration_images, seed=args.seed,
-                         directions=args.directions, cache=cache_arg(args), recompute=args.recompute)
+    if _piecewise(args):  # the older way: S from the S options, then directions and score
+        args.construction = args.construction or DEFAULT_CONSTRUCTION
+        S = subspace_from_args(args, clf, progress)
+        if progress:
+            progress(0.0, f"calibrating the detector on {args.calibration_images} clean held-out images")
+        det = model_detector(clf, S, fpr=args.fpr, images=args.calibration_images, seed=args.seed,
+                             directions=args.directions or "all", score=args.score or "max", cache=cache_arg(args),
+                             recompute=args.recompute)
+        from ..preregistered import Variant
+
+        choice = VariantChoice(Variant(**det.variant), "options", "requested")
+    else:
+        choice = resolve_variant(clf, args.variant or PREREGISTERED)
+        if progress:
+            progress(0.0, f"detector {choice.describe()}; S and the calibration on {args.calibration_images} clean "
+                          "held-out images")
+        S, det = variant_detector(clf, choice.variant, images=args.subspace_images, m=args.m,
+                                  estimator=args.estimator, step=args.step, seed=args.seed, fpr=args.fpr,
+                                  calibration_images=args.calibration_images, cache=cache_arg(args),
+                                  recompute=args.recompute, progress=progress, with_subspace=True)
     x = clf.as_batch(img.tensor)
     clean_label = int(clf.predict(x)[0])
     eps = None
@@ -78,7 +120,7 @@ def run(args) -> dict:
                 "true_label": img.label, "attack": args.attack, "attack_size": args.size if args.attack != "none"
                 else None, "eps": eps, "perturbation_norm": float((x - clf.as_batch(img.tensor)).norm()),
                 "sign": det.sign, "fpr": det.fpr, "m": det.m, "directions": det.directions, "variant": det.variant,
-                "estimator": det.estimator, "step": det.step,
+                "variant_choice": choice.to_dict(), "estimator": det.estimator, "step": det.step,
                 "calibration": det.calibration, "subspace_path": S.path, "detector_path": det.path})
     return out
 
@@ -94,4 +136,11 @@ def text(r: dict) -> str:
                      f"{r['perturbation_norm']:.3g}; label {r['clean_label']} -> {r['label']}")
     lines.append(f"rho_c: {', '.join(f'{c}:{v:+.3g}' for c, v in enumerate(r['rho']))}  (sign s = {r['sign']:+d}, "
                  f"m = {r['m']}, {r['estimator']})")
+    v, ch = r["variant"], r["variant_choice"]
+    why = {"preregistered": "chosen on the development half of this model's pre-registered evaluation",
+           "fallback": "the fallback for a model without a pre-registered evaluation"}.get(ch["source"], "as requested")
+    pd = ch["paper_definition"]
+    lines.append(f"detector variant {v['construction']}/{v['select']}/{v['score']} ({why})"
+                 + ("" if ch["is_paper_definition"] else
+                    f"; the paper's definition: --variant paper ({pd['construction']}/{pd['select']}/{pd['score']})"))
     return "\n".join(lines)
