@@ -154,10 +154,11 @@ def validate_common(args) -> None:
         raise GeometryError(f"--sidecar {args.sidecar!r} does not exist; give a JSON file with keys such as "
                             "input_shape")
     if getattr(args, "ray", None) is not None:
-        from ..distributed import check_ray_setting
+        from ..distributed import check_ray_setting, probe_address
 
         check_ray_setting(args.ray)
         model_ref_from_args(args)
+        probe_address(args.ray)
 
 
 def image_from_args(args, clf: Classifier, flag: str = "image") -> ImageInput:

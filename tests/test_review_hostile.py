@@ -1,0 +1,36 @@
+"""Hostile-review regressions: --ray addresses where nothing answers, JSON without NaN, and the like."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from geometry import cli, distributed
+from geometry.errors import GeometryError
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.mark.parametrize("form", ["127.0.0.1:{p}", "ray://127.0.0.1:{p}"])
+def test_ray_address_where_nothing_answers_fails_fast_in_one_line(form, capsys):
+    address = form.format(p=_closed_port())
+    t = time.perf_counter()
+    rc = cli.main(["path", "--model", "digits_mlp", "--pairs", "30", "--ray", address])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: --ray: nothing answers")
+    assert time.perf_counter() - t < 30  # ray.init alone retried such an address for minutes
+
+
+def test_ray_address_without_a_port_is_refused():
+    with pytest.raises(GeometryError, match="host:port"):
+        distributed.probe_address("foo")
+    distributed.probe_address("auto")  # not probed
+    distributed.probe_address(None)
