@@ -34,3 +34,17 @@ def test_ray_address_without_a_port_is_refused():
         distributed.probe_address("foo")
     distributed.probe_address("auto")  # not probed
     distributed.probe_address(None)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--sizes", "1,nan"], "--sizes must be positive finite"),   # was accepted, failed after minutes of work
+    (["--sizes", "inf"], "--sizes must be positive finite"),     # was "input contains NaN" after minutes of work
+    (["--curvature-k", "100"], "use at most 31"),                # was a report with top-k = bottom-k, ratio 1.00
+])
+def test_reproduce_refuses_before_the_work(args, needle, capsys, tmp_path):
+    t = time.perf_counter()
+    rc = cli.main(["reproduce", "--model", "digits_mlp", "--quiet", "--calibration-images", "20",
+                   "--evaluation-images", "20", "--out", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0]
+    assert time.perf_counter() - t < 20 and not (tmp_path / "r").exists()
