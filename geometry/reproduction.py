@@ -478,7 +478,10 @@ def write_numbers(rep: Reproduction, out_dir: str | Path) -> str:
                "verdicts": verdicts(rep.numbers), "summary": summary_row(rep.numbers, rep.settings),
                "seconds": rep.seconds}
     path = out / "numbers.json"
-    path.write_text(json.dumps(numbers, indent=1, default=_json_default))
+    from .serialization import jsonable
+
+    # strict JSON (no NaN / Infinity): non-finite floats become null
+    path.write_text(json.dumps(jsonable(numbers), indent=1, default=_json_default, allow_nan=False))
     return str(path)
 
 

@@ -48,3 +48,18 @@ def test_reproduce_refuses_before_the_work(args, needle, capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0]
     assert time.perf_counter() - t < 20 and not (tmp_path / "r").exists()
+
+
+def test_cli_json_and_numbers_json_are_strict_json(monkeypatch, capsys, tmp_path):
+    import json
+
+    from geometry.commands import asymmetry as asym_cmd
+    from geometry.reproduction import Reproduction, write_numbers
+
+    monkeypatch.setattr(asym_cmd, "run", lambda args: {"mean": [float("nan"), 1.0], "ratio": float("inf")})
+    assert cli.main(["asymmetry", "--model", "digits_mlp", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "NaN" not in out and json.loads(out) == {"mean": [None, 1.0], "ratio": None}
+    rep = Reproduction("m", {"x": {"a": float("nan")}}, {"model": "m", "estimator": "exact", "m": 1, "d": 2})
+    text = (tmp_path / "numbers.json").read_text() if write_numbers(rep, tmp_path) else ""
+    assert "NaN" not in text and json.loads(text)["numbers"]["x"]["a"] is None
