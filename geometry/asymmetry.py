@@ -321,6 +321,8 @@ def _spectrum(clf: Classifier, z, k: int, j: int, estimator: str, step, kk: int,
     else:
         e = signed_eigs(op, kk, tol=LANCZOS_TOL, max_iter=max_iter, seed=seed, exclude=normal)
         vals = np.asarray(e.values)
+        if len(vals) < 2 * kk:  # never split fewer values into two ends (they would overlap)
+            raise GeometryError(f"the eigen-solver returned {len(vals)} values, fewer than 2k = {2 * kk}")
         if len(vals) != 2 * kk:
             vals = np.concatenate([vals[:kk], vals[-kk:]])
     return np.asarray(vals, dtype=np.float64), int(e.hvp_count), bool(e.converged)
@@ -365,6 +367,10 @@ def curvature_asymmetry(clf: Classifier, *, points: int = DEFAULT_POINTS, k: int
     locations = _check_locations(locations)
     pairs = resolve_estimators(clf, estimators, steps)
     for est, _ in pairs:
+        if _method(d, est, method) == "lanczos" and max_iter is not None and max_iter < 2 * k:
+            # fewer products give fewer than 2k Ritz values: the two ends would overlap (same values counted twice)
+            raise GeometryError(f"max_iter = {max_iter} products cannot give the {2 * k} curvatures of k = {k} per "
+                                f"end; use max_iter >= {2 * k}")
         if _method(d, est, method) == "full" and d > FULL_SPECTRUM_MAX_DIM:
             raise GeometryError(f"the full spectrum is offered up to d = {FULL_SPECTRUM_MAX_DIM} (this model has "
                                 f"d = {d}); use method='lanczos'")

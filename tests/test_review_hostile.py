@@ -63,3 +63,12 @@ def test_cli_json_and_numbers_json_are_strict_json(monkeypatch, capsys, tmp_path
     rep = Reproduction("m", {"x": {"a": float("nan")}}, {"model": "m", "estimator": "exact", "m": 1, "d": 2})
     text = (tmp_path / "numbers.json").read_text() if write_numbers(rep, tmp_path) else ""
     assert "NaN" not in text and json.loads(text)["numbers"]["x"]["a"] is None
+
+
+@pytest.mark.parametrize("max_iter", [3, 15])
+def test_asymmetry_lanczos_budget_below_2k_is_refused(max_iter, capsys):
+    # 3 products crashed (unexpected ValueError); 15 silently counted 5 Ritz values in both ends
+    rc = cli.main(["asymmetry", "--model", "digits_mlp", "--points", "3", "--location", "boundary", "--k", "10",
+                   "--method", "lanczos", "--max-iter", str(max_iter)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "use max_iter >= 20" in err[0]
