@@ -340,7 +340,7 @@ class RayBackend:
                             cpus = os.environ.get(ENV_RAY_CPUS)
                             ray.init(num_cpus=int(cpus) if cpus else None, **kwargs)
                     else:
-                        probe_address(self.address)
+                        probe_address(self.address, option="the Ray address")
                         ray.init(address=self.address, **kwargs)
                     self._started = True
                 except GeometryError:
