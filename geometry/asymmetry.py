@@ -35,7 +35,8 @@ indices 0..k-1 the most positive, k..2k-1 the most negative, the last the most n
 
 - ``mean``: the mean spectrum (2k values); ``band_low``/``band_high``: a 95% percentile-bootstrap band of that
   mean, per index (:data:`BOOTSTRAP` resamples of the points with replacement, generator seeded by ``seed``;
-  the 2.5 and 97.5 percentiles). All points with the same spectrum -> the band collapses onto it.
+  the 2.5 and 97.5 percentiles). All points with the same spectrum -> the band collapses onto it. A single
+  point -> no band (None values; ``asymmetry_ratio_band`` None): one point says nothing about the spread.
 - ``mostly_positive`` / ``mostly_negative``: the fraction of points whose sum of their 2k values (top k plus
   bottom k) is > 0 / < 0 (a point summing to exactly 0 counts in neither); ``positive_values``: the fraction of
   all 2k x n values that are > 0.
@@ -246,6 +247,8 @@ def spectrum_statistics(spectra: np.ndarray, k: int, seed: int = 0, bootstrap: i
         boot_bot.append(np.abs(R[:, :, k:]).mean(axis=(1, 2)))
     boot, boot_top, boot_bot = np.concatenate(boot), np.concatenate(boot_top), np.concatenate(boot_bot)
     low, high = np.percentile(boot, [2.5, 97.5], axis=0)
+    if n < 2:  # one point: every resample is that point, a zero-width "band" that says nothing about spread
+        low = high = [None] * S.shape[1]
     sums = S.sum(axis=1)
 
     def ratio(t, b):
@@ -255,11 +258,11 @@ def spectrum_statistics(spectra: np.ndarray, k: int, seed: int = 0, bootstrap: i
     r = ratio(mean_top, mean_abs_bottom)
     ok = boot_bot > 0
     r_band = None
-    if r is not None and ok.all():
+    if r is not None and ok.all() and n >= 2:
         rb = boot_top / boot_bot
         r_band = [float(v) for v in np.percentile(rb, [2.5, 97.5])]
-    return {"mean": [float(v) for v in mean], "band_low": [float(v) for v in low],
-            "band_high": [float(v) for v in high], "mostly_positive": float(np.mean(sums > 0)),
+    return {"mean": [float(v) for v in mean], "band_low": [None if v is None else float(v) for v in low],
+            "band_high": [None if v is None else float(v) for v in high], "mostly_positive": float(np.mean(sums > 0)),
             "mostly_negative": float(np.mean(sums < 0)), "positive_values": float(np.mean(S > 0)),
             "mean_top": mean_top, "mean_abs_bottom": mean_abs_bottom, "asymmetry_ratio": r,
             "asymmetry_ratio_band": r_band}

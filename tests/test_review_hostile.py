@@ -72,3 +72,22 @@ def test_asymmetry_lanczos_budget_below_2k_is_refused(max_iter, capsys):
                    "--method", "lanczos", "--max-iter", str(max_iter)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "use max_iter >= 20" in err[0]
+
+
+def test_one_point_has_no_band():
+    import numpy as np
+
+    from dashboard.figures.curvature import asymmetry_figure, asymmetry_table
+    from geometry.asymmetry import spectrum_statistics
+
+    st = spectrum_statistics(np.array([[0.3, 0.1, -0.2, -0.5]]), 2)
+    assert st["mean"] == [0.3, 0.1, -0.2, -0.5]
+    assert st["band_low"] == st["band_high"] == [None] * 4 and st["asymmetry_ratio_band"] is None  # was [x, x]
+    assert st["asymmetry_ratio"] is not None
+    res = {"k": 2, "points": 1, "band": "", "results": [{"estimator": "exact", "step": None, "location": "boundary",
+                                                          "points_used": 1, "points_dropped": 0, **st,
+                                                          "converged": 1, "seconds": 0.0}]}
+    asymmetry_figure(res)
+    assert asymmetry_table(res)[0]["ratio 95% band"] == ""
+    st2 = spectrum_statistics(np.array([[0.3, 0.1, -0.2, -0.5], [0.2, 0.0, -0.1, -0.4]]), 2)
+    assert all(lo <= m <= hi for lo, m, hi in zip(st2["band_low"], st2["mean"], st2["band_high"]))
