@@ -158,6 +158,9 @@ def probe_address(address: str | None, timeout: float = PROBE_TIMEOUT_S, option:
     if address is None:
         return
     address = str(address).strip()
+    if address == "auto" and os.environ.get("RAY_ADDRESS", "").strip() not in ("", "auto", "local"):
+        # "auto" joins $RAY_ADDRESS when it is set (Ray's rule): probe that address instead
+        return probe_address(os.environ["RAY_ADDRESS"].strip(), timeout, f"{option} auto ($RAY_ADDRESS)")
     if address in ("auto", "local"):
         return
     rest = address.split("://", 1)[1] if "://" in address else address
@@ -334,6 +337,7 @@ class RayBackend:
                               runtime_env={"py_modules": [_package_dir()]})
                 try:
                     if self.address == "auto":
+                        probe_address("auto", option="the Ray address")
                         try:
                             ray.init(address="auto", **kwargs)
                         except ConnectionError:

@@ -91,3 +91,10 @@ def test_one_point_has_no_band():
     assert asymmetry_table(res)[0]["ratio 95% band"] == ""
     st2 = spectrum_statistics(np.array([[0.3, 0.1, -0.2, -0.5], [0.2, 0.0, -0.1, -0.4]]), 2)
     assert all(lo <= m <= hi for lo, m, hi in zip(st2["band_low"], st2["mean"], st2["band_high"]))
+
+
+def test_ray_auto_with_a_dead_ray_address_fails_fast(capsys, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_closed_port()}")  # ray.init("auto") retried it for minutes
+    rc = cli.main(["path", "--model", "digits_mlp", "--pairs", "30", "--ray", "auto"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--ray auto ($RAY_ADDRESS): nothing answers" in err[0]
