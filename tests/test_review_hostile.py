@@ -98,3 +98,10 @@ def test_ray_auto_with_a_dead_ray_address_fails_fast(capsys, monkeypatch):
     rc = cli.main(["path", "--model", "digits_mlp", "--pairs", "30", "--ray", "auto"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--ray auto ($RAY_ADDRESS): nothing answers" in err[0]
+
+
+def test_reproduce_empty_out_is_refused(capsys):
+    # `--out "$UNSET"` fell back to reports/<model> and overwrote the committed report
+    rc = cli.main(["reproduce", "--model", "digits_mlp", "--quiet", "--out", ""])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--out is empty" in err[0]
