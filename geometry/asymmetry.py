@@ -35,7 +35,8 @@ indices 0..k-1 the most positive, k..2k-1 the most negative, the last the most n
 
 - ``mean``: the mean spectrum (2k values); ``band_low``/``band_high``: a 95% percentile-bootstrap band of that
   mean, per index (:data:`BOOTSTRAP` resamples of the points with replacement, generator seeded by ``seed``;
-  the 2.5 and 97.5 percentiles). All points with the same spectrum -> the band collapses onto it.
+  the 2.5 and 97.5 percentiles). All points with the same spectrum -> the band collapses onto it. A single
+  point -> no band (None values; ``asymmetry_ratio_band`` None): one point says nothing about the spread.
 - ``mostly_positive`` / ``mostly_negative``: the fraction of points whose sum of their 2k values (top k plus
   bottom k) is > 0 / < 0 (a point summing to exactly 0 counts in neither); ``positive_values``: the fraction of
   all 2k x n values that are > 0.
@@ -246,6 +247,8 @@ def spectrum_statistics(spectra: np.ndarray, k: int, seed: int = 0, bootstrap: i
         boot_bot.append(np.abs(R[:, :, k:]).mean(axis=(1, 2)))
     boot, boot_top, boot_bot = np.concatenate(boot), np.concatenate(boot_top), np.concatenate(boot_bot)
     low, high = np.percentile(boot, [2.5, 97.5], axis=0)
+    if n < 2:  # one point: every resample is that point, a zero-width "band" that says nothing about spread
+        low = high = [None] * S.shape[1]
     sums = S.sum(axis=1)
 
     def ratio(t, b):
@@ -255,11 +258,11 @@ def spectrum_statistics(spectra: np.ndarray, k: int, seed: int = 0, bootstrap: i
     r = ratio(mean_top, mean_abs_bottom)
     ok = boot_bot > 0
     r_band = None
-    if r is not None and ok.all():
+    if r is not None and ok.all() and n >= 2:
         rb = boot_top / boot_bot
         r_band = [float(v) for v in np.percentile(rb, [2.5, 97.5])]
-    return {"mean": [float(v) for v in mean], "band_low": [float(v) for v in low],
-            "band_high": [float(v) for v in high], "mostly_positive": float(np.mean(sums > 0)),
+    return {"mean": [float(v) for v in mean], "band_low": [None if v is None else float(v) for v in low],
+            "band_high": [None if v is None else float(v) for v in high], "mostly_positive": float(np.mean(sums > 0)),
             "mostly_negative": float(np.mean(sums < 0)), "positive_values": float(np.mean(S > 0)),
             "mean_top": mean_top, "mean_abs_bottom": mean_abs_bottom, "asymmetry_ratio": r,
             "asymmetry_ratio_band": r_band}
@@ -321,6 +324,8 @@ def _spectrum(clf: Classifier, z, k: int, j: int, estimator: str, step, kk: int,
     else:
         e = signed_eigs(op, kk, tol=LANCZOS_TOL, max_iter=max_iter, seed=seed, exclude=normal)
         vals = np.asarray(e.values)
+        if len(vals) < 2 * kk:  # never split fewer values into two ends (they would overlap)
+            raise GeometryError(f"the eigen-solver returned {len(vals)} values, fewer than 2k = {2 * kk}")
         if len(vals) != 2 * kk:
             vals = np.concatenate([vals[:kk], vals[-kk:]])
     return np.asarray(vals, dtype=np.float64), int(e.hvp_count), bool(e.converged)
@@ -365,6 +370,10 @@ def curvature_asymmetry(clf: Classifier, *, points: int = DEFAULT_POINTS, k: int
     locations = _check_locations(locations)
     pairs = resolve_estimators(clf, estimators, steps)
     for est, _ in pairs:
+        if _method(d, est, method) == "lanczos" and max_iter is not None and max_iter < 2 * k:
+            # fewer products give fewer than 2k Ritz values: the two ends would overlap (same values counted twice)
+            raise GeometryError(f"max_iter = {max_iter} products cannot give the {2 * k} curvatures of k = {k} per "
+                                f"end; use max_iter >= {2 * k}")
         if _method(d, est, method) == "full" and d > FULL_SPECTRUM_MAX_DIM:
             raise GeometryError(f"the full spectrum is offered up to d = {FULL_SPECTRUM_MAX_DIM} (this model has "
                                 f"d = {d}); use method='lanczos'")

@@ -139,7 +139,11 @@ def main(argv=None) -> int:
 
             with distributed_from_args(args):  # --ray: the loops run on Ray (geometry.distributed)
                 result = args._run(args)
-            out = json.dumps(result) if args.json else (args._text or _default_text)(result)
+            # strict JSON: a NaN or infinity anywhere (e.g. a hostile model's logits) becomes null
+            from .serialization import jsonable
+
+            out = (json.dumps(jsonable(result), allow_nan=False) if args.json
+                   else (args._text or _default_text)(result))
     except GeometryError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -42,8 +42,10 @@ AUTO_FULL_MAX_DIM_FD = 1024
 def auto_full(d: int, estimator: str) -> bool:
     """What ``full=None`` means: the dense spectrum for small d, and for finite differences up to 1024."""
     return d <= AUTO_FULL_MAX_DIM or (estimator == "fd" and d <= AUTO_FULL_MAX_DIM_FD)
-ZERO_CURVATURE = 1e-7
-FD_ASYMMETRY_WARN = 0.2  # |curvature| below this (1/pixel units) counts as exactly zero
+
+
+ZERO_CURVATURE = 1e-7  # |curvature| below this (1/pixel units) counts as exactly zero
+FD_ASYMMETRY_WARN = 0.2  # fd: warn when the map's asymmetry |M - M^T| / |M| on its basis exceeds this
 
 PIECEWISE_LINEAR_WARNING = (
     "Every exact curvature is zero: {why} its exact Hessian is zero almost everywhere, so the boundary is flat "

@@ -146,6 +146,39 @@ def check_ray_setting(address: str | None, option: str = "--ray") -> str | None:
     return address
 
 
+PROBE_TIMEOUT_S = 5.0  # seconds to wait for a TCP answer at a cluster's address before giving up
+
+
+def probe_address(address: str | None, timeout: float = PROBE_TIMEOUT_S, option: str = "--ray") -> None:
+    """Refuse, in one line and within ``timeout`` seconds, a cluster address where nothing answers (``ray.init``
+    itself retries such an address for minutes, printing its own log lines). ``"auto"``, ``"local"`` and None are
+    not probed; ``host:port``, ``ray://host:port`` and ``[v6]:port`` are."""
+    import socket
+
+    if address is None:
+        return
+    address = str(address).strip()
+    if address == "auto" and os.environ.get("RAY_ADDRESS", "").strip() not in ("", "auto", "local"):
+        # "auto" joins $RAY_ADDRESS when it is set (Ray's rule): probe that address instead
+        return probe_address(os.environ["RAY_ADDRESS"].strip(), timeout, f"{option} auto ($RAY_ADDRESS)")
+    if address in ("auto", "local"):
+        return
+    rest = address.split("://", 1)[1] if "://" in address else address
+    rest = rest.split("/", 1)[0]
+    host, sep, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise GeometryError(f"{option} {address!r} is not 'auto' or a cluster address of the form host:port "
+                            "(or ray://host:port)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise GeometryError(f"{option}: nothing answers at {host}:{port} ({reason}); start the cluster there "
+                            "(ray start --head) or use --ray auto") from None
+
+
 @contextlib.contextmanager
 def backend(address: str | None, *, model=None):
     """Run the loops inside this block on Ray (``address`` = ``"auto"``: the running cluster, or a local one started
@@ -304,12 +337,14 @@ class RayBackend:
                               runtime_env={"py_modules": [_package_dir()]})
                 try:
                     if self.address == "auto":
+                        probe_address("auto", option="the Ray address")
                         try:
                             ray.init(address="auto", **kwargs)
                         except ConnectionError:
                             cpus = os.environ.get(ENV_RAY_CPUS)
                             ray.init(num_cpus=int(cpus) if cpus else None, **kwargs)
                     else:
+                        probe_address(self.address, option="the Ray address")
                         ray.init(address=self.address, **kwargs)
                     self._started = True
                 except GeometryError:

@@ -39,7 +39,7 @@ pixel basis). This runs unrestarted (:func:`_lanczos_unrestarted`: a restart dis
 define the operator, and measured, it stops convergence) but keeps no products array: the Gram-Schmidt
 coefficients give the projected matrix and the residuals, so its memory is the basis alone, allocated 32
 columns at a time as it grows: ``d x (products + 32)`` numbers of the basis dtype at most (e.g. 130
-products at d = 150,528 in float32: 93 MB; bounded by ``max_iter``, not by k).
+products at d = 150,528 in float32: 160 columns, 96 MB; bounded by ``max_iter``, not by k).
 
 :func:`full_spectrum` forms the dense matrix block by block (d products) and calls
 ``eigh``: ground truth for small d. Imports torch and numpy.

@@ -128,6 +128,9 @@ def run_reproduction(clf: Classifier, *, subspace_images: int = 100, m: int = 20
     t0 = time.perf_counter()
     _check_held_out(clf, images=images, curvature_images=curvature_images, asymmetry_points=asymmetry_points,
                     detector_images=calibration_images + evaluation_images)
+    if 2 * int(curvature_k) > clf.dim - 1:  # else top-k and bottom-k would be the same values (ratio 1.00)
+        raise GeometryError(f"curvature_k = {curvature_k} asks for {2 * int(curvature_k)} curvatures but the tangent "
+                            f"space has only {clf.dim - 1} directions; use at most {(clf.dim - 1) // 2}")
     if not isinstance(asymmetry_points, int) or isinstance(asymmetry_points, bool) or asymmetry_points < 0:
         raise GeometryError(f"asymmetry_points must be 0 (skip) or a positive integer, got {asymmetry_points!r}")
     est = resolve_estimator(clf, estimator)
@@ -475,7 +478,10 @@ def write_numbers(rep: Reproduction, out_dir: str | Path) -> str:
                "verdicts": verdicts(rep.numbers), "summary": summary_row(rep.numbers, rep.settings),
                "seconds": rep.seconds}
     path = out / "numbers.json"
-    path.write_text(json.dumps(numbers, indent=1, default=_json_default))
+    from .serialization import jsonable
+
+    # strict JSON (no NaN / Infinity): non-finite floats become null
+    path.write_text(json.dumps(jsonable(numbers), indent=1, default=_json_default, allow_nan=False))
     return str(path)
 
 

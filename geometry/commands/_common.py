@@ -109,9 +109,12 @@ def check_save_path(path: str | None, option: str = "--save", suffix: str = ".np
 
 
 def check_out_folder(path: str | None, option: str = "--out") -> None:
-    """Refuse, before any work, an output folder that is an existing file or sits where nothing can be created."""
-    if not path:
+    """Refuse, before any work, an output folder that is empty text (e.g. ``--out "$UNSET"``, which would otherwise
+    fall back to the default folder and overwrite it), an existing file, or sits where nothing can be created."""
+    if path is None:
         return
+    if not str(path).strip():
+        raise GeometryError(f"{option} is empty; give a folder for the report (or leave {option} out for the default)")
     p = Path(path)
     if p.exists():
         if not p.is_dir():
@@ -154,10 +157,11 @@ def validate_common(args) -> None:
         raise GeometryError(f"--sidecar {args.sidecar!r} does not exist; give a JSON file with keys such as "
                             "input_shape")
     if getattr(args, "ray", None) is not None:
-        from ..distributed import check_ray_setting
+        from ..distributed import check_ray_setting, probe_address
 
         check_ray_setting(args.ray)
         model_ref_from_args(args)
+        probe_address(args.ray)
 
 
 def image_from_args(args, clf: Classifier, flag: str = "image") -> ImageInput:

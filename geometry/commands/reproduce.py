@@ -5,6 +5,7 @@ The numbers come from ``geometry.reproduction``; the report (Plotly figures, Mar
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ..errors import GeometryError
@@ -23,8 +24,8 @@ def _sizes(text: str):
         vals = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise GeometryError(f"--sizes must be comma-separated numbers such as 1,1.5,2, got {text!r}") from None
-    if not vals or any(v <= 0 for v in vals):
-        raise GeometryError(f"--sizes must be positive numbers, got {text!r}")
+    if not vals or any(not (v > 0 and math.isfinite(v)) for v in vals):
+        raise GeometryError(f"--sizes must be positive finite numbers, got {text!r}")
     return vals
 
 
