@@ -165,6 +165,8 @@ def probe_address(address: str | None, timeout: float = PROBE_TIMEOUT_S, option:
         return
     rest = address.split("://", 1)[1] if "://" in address else address
     rest = rest.split("/", 1)[0]
+    if address.startswith("ray://") and not rest.rpartition(":")[2].isdigit():
+        rest += ":10001"  # the Ray Client's default port
     host, sep, port = rest.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
