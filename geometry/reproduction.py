@@ -247,46 +247,43 @@ def run_reproduction(clf: Classifier, *, subspace_images: int = 100, m: int = 20
     xe, ye = dataset_images(clf, calibration_images + evaluation_images, split="held_out", seed=seed)
     xe, ye = xe[calibration_images:], ye[calibration_images:]
     evs = evaluate_detectors(clf, detectors, xe, ye, attacks=attacks, sizes=sizes, seed=seed,
-                             progress=stage(0.62, 0.8 if preregistered else 0.99))
+                             progress=stage(0.62, 0.75))
     numbers["detector"] = evs["all"].to_dict()
     numbers["detector_variants"] = {part: ev.to_dict() for part, ev in evs.items() if part != "all"}
     arrays["detector"] = evs["all"]
     timings["detector"] = time.perf_counter() - t
 
-    # --- 6. the pre-registered evaluation (its own split, grid and seeds: geometry/preregistered.py)
-    if preregistered:
+    # --- 6. the pre-registered evaluation (its own split, grid and seeds: geometry/preregistered.py) and
+    # 7. curvature asymmetry over many held-out images (docs/science.md, section 3); both optional
+    def optional(key: str, label: str, enabled: bool, skipped: str, run) -> None:
+        if not enabled:
+            notes.append(f"{label}: skipped ({skipped}).")
+            return
+        t = time.perf_counter()
+        try:
+            numbers[key] = run().to_dict()
+        except GeometryError as exc:  # e.g. too few images per class in a half: reported, never hidden
+            notes.append(f"{label}: {exc}")
+        timings[key] = time.perf_counter() - t
+
+    def run_preregistered():
         from .preregistered import preregistered_evaluation
 
-        t = time.perf_counter()
-        try:
-            # the protocol's own target FPR, attacks and sizes (declared in advance), whatever this run's are
-            pre = preregistered_evaluation(clf, dev_images=calibration_images, test_images=evaluation_images,
-                                           subspace_images=subspace_images, m=m, seed=seed, cache=cache,
-                                           recompute=recompute, progress=stage(0.8, 0.99))
-        except GeometryError as exc:  # e.g. too few images per class in a half: reported, never hidden
-            notes.append(f"Pre-registered evaluation: {exc}")
-        else:
-            numbers["preregistered"] = pre.to_dict()
-        timings["preregistered"] = time.perf_counter() - t
-    else:
-        notes.append("Pre-registered evaluation: skipped (preregistered = False).")
+        # the protocol's own target FPR, attacks and sizes (declared in advance), whatever this run's are
+        return preregistered_evaluation(clf, dev_images=calibration_images, test_images=evaluation_images,
+                                        subspace_images=subspace_images, m=m, seed=seed, cache=cache,
+                                        recompute=recompute, progress=stage(0.75, 0.88))
 
-    # --- 7. curvature asymmetry over many held-out images (docs/science.md, section 3)
-    if asymmetry_points:
+    def run_asymmetry():
         from .asymmetry import curvature_asymmetry
 
-        t = time.perf_counter()
-        progress(0.99, f"curvature asymmetry over {asymmetry_points} held-out images")
-        try:
-            asym = curvature_asymmetry(clf, points=asymmetry_points, seed=seed,
-                                       progress=lambda f, msg: progress(0.99, f"curvature asymmetry: {msg}"))
-        except GeometryError as exc:  # reported, never hidden
-            notes.append(f"Curvature asymmetry: {exc}")
-        else:
-            numbers["asymmetry"] = asym.to_dict()
-        timings["asymmetry"] = time.perf_counter() - t
-    else:
-        notes.append("Curvature asymmetry: skipped (asymmetry_points = 0).")
+        progress(0.88, f"curvature asymmetry over {asymmetry_points} held-out images")
+        late = stage(0.88, 0.99)
+        return curvature_asymmetry(clf, points=asymmetry_points, seed=seed,
+                                   progress=lambda f, msg: late(f, f"curvature asymmetry: {msg}"))
+
+    optional("preregistered", "Pre-registered evaluation", preregistered, "preregistered = False", run_preregistered)
+    optional("asymmetry", "Curvature asymmetry", bool(asymmetry_points), "asymmetry_points = 0", run_asymmetry)
 
     card = getattr(clf, "card", {}) or {}
     settings = {"model": clf.name, "architecture": card.get("architecture"), "activation": card.get("activation"),
