@@ -190,7 +190,7 @@ def asymmetry(root: Path) -> list[str]:
                          show(lambda: _pct(get(e, "mostly_positive"))), show(lambda: _pct(get(e, "mostly_negative"))),
                          show(lambda: f"{get(e, 'converged')}/{get(e, 'points_used')}")])
     what = "; ".join(f"{p} held-out images, k = {k}" for p, k in sorted(settings, key=str)) or "not in report"
-    return table(["model", "estimator, where", "points", "mean top-k / mean \|bottom-k\| (95% band)",
+    return table(["model", "estimator, where", "points", "mean top-k / mean \\|bottom-k\\| (95% band)",
                   "points mostly positive", "points mostly negative", "solver converged"], rows) + [
         "", f"Settings: {what}; the k most positive and k most negative principal curvatures per point; 'mostly "
         "positive': the sum of the 2k is positive (docs/science.md section 3). Source: `reports/<model>/numbers.json` "
