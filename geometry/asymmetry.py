@@ -17,7 +17,7 @@ the curvature operator ``P H P / |grad F|`` of ``F = f_k - f_j`` (``operators.cu
 ``principal_curvatures``, same sign: :data:`geometry.curvature.SIGN_CONVENTION`) gives its k most positive and k
 most negative eigenvalues. How (``method``, :data:`METHODS`): ``"lanczos"`` is signed Lanczos
 (``lanczos.signed_eigs``, orthogonal to the normal); ``"full"`` the dense spectrum on the tangent space
-(the eigenvalues of ``lanczos.full_spectrum``, d products; :func:`tangent_eigenvalues`); ``"auto"``
+(the eigenvalues of ``lanczos.full_spectrum``, d products, without eigenvectors); ``"auto"``
 (default) follows ``curvature.auto_full`` exactly as the single-image analysis does: dense for d <= 256, and
 for finite differences up to d = 1024 (MNIST), because at a finite step the fd map is not linear and Lanczos on
 it does not converge on ReLU networks (docs/curvature.md, *Signed spectra*), else Lanczos. For a model known
@@ -67,7 +67,7 @@ import torch
 from .classifier import Classifier
 from .curvature import SIGN_CONVENTION, auto_full
 from .errors import GeometryError
-from .lanczos import FULL_SPECTRUM_MAX_DIM, signed_eigs
+from .lanczos import FULL_SPECTRUM_MAX_DIM, full_spectrum, signed_eigs
 from .operators import ESTIMATORS, curvature_operator, default_step
 
 Progress = Callable[[float, str], None]
@@ -290,26 +290,6 @@ def _inside_points(clf: Classifier, x: torch.Tensor):
     return pts, kk, jj, ok, past
 
 
-def tangent_eigenvalues(op) -> np.ndarray:
-    """Every eigenvalue (descending, d - 1) of a curvature operator on the tangent space ``normal^perp``: the
-    values of ``lanczos.full_spectrum(op, exclude=normal)`` without its eigenvectors. The dense matrix (d
-    products) is symmetrised, a Householder reflection maps the normal to the first axis, and the remaining
-    (d-1) x (d-1) block is diagonalised by ``eigvalsh`` (cheaper than the complete QR and ``eigh`` with vectors)."""
-    A = op.dense().to(torch.float64)
-    M = (A + A.T) / 2
-    n = op.normal.to(torch.float64)
-    n = n / n.norm()
-    e1 = torch.zeros_like(n)
-    e1[0] = 1.0
-    w = n - e1 if float(n[0]) <= 0 else n + e1  # the stable choice of sign
-    w = w / w.norm()
-    Mw = M @ w
-    # (I - 2ww^T) M (I - 2ww^T) = M - 2 w (Mw)^T - 2 (Mw) w^T + 4 (w^T M w) w w^T
-    B = M - 2 * torch.outer(w, Mw) - 2 * torch.outer(Mw, w) + 4 * (w @ Mw) * torch.outer(w, w)
-    vals = torch.linalg.eigvalsh(B[1:, 1:])
-    return np.sort(vals.cpu().numpy())[::-1]
-
-
 def _spectrum(clf: Classifier, z, k: int, j: int, estimator: str, step, kk: int, method: str, seed: int,
               max_iter: int | None):
     """(2k values descending, hvp_count, converged) at one point; raises GeometryError if F has no gradient."""
@@ -319,7 +299,7 @@ def _spectrum(clf: Classifier, z, k: int, j: int, estimator: str, step, kk: int,
         return np.zeros(2 * kk), 0, True
     if method == "full":
         start = op.hvp_count
-        vals = tangent_eigenvalues(op)
+        vals = full_spectrum(op, exclude=op.normal, vectors=False).values
         return np.concatenate([vals[:kk], vals[-kk:]]), int(op.hvp_count - start), True
     else:
         e = signed_eigs(op, kk, tol=LANCZOS_TOL, max_iter=max_iter, seed=seed, exclude=normal)

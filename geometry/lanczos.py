@@ -439,11 +439,13 @@ def _ritz(Q, AQ, k):
     return theta.cpu().numpy(), V, r2.clamp_min(0).sqrt().cpu().numpy()
 
 
-def full_spectrum(op, block: int = 256, exclude=None) -> EigResult:
+def full_spectrum(op, block: int = 256, exclude=None, vectors: bool = True) -> EigResult:
     """Every eigenpair, from the dense matrix built ``block`` columns at a time (``d`` products).
 
     With ``exclude`` ``(d, m)`` the matrix is restricted to the orthogonal complement of
-    those vectors first (``d - m`` pairs), e.g. the tangent space of a boundary."""
+    those vectors first (``d - m`` pairs), e.g. the tangent space of a boundary. ``vectors=False``
+    returns the eigenvalues alone (``vectors`` and ``residuals`` None), by ``eigvalsh``; one excluded
+    vector is then removed by a Householder reflection instead of a complete QR (cheaper for many calls)."""
     d = op.shape[0]
     if d > FULL_SPECTRUM_MAX_DIM:
         raise GeometryError(f"the full spectrum needs d = {d} Hessian-vector products and a dense {d}x{d} "
@@ -452,6 +454,10 @@ def full_spectrum(op, block: int = 256, exclude=None) -> EigResult:
     start = op.hvp_count
     A = op.dense(block).to(torch.float64)
     M = (A + A.T) / 2
+    if not vectors:
+        theta = _complement_values(M, exclude)
+        return EigResult(np.sort(theta)[::-1].copy(), None, op.hvp_count - start, True, None, d, "full",
+                         _asymmetry(A))
     X = _orthonormal(exclude, d, torch.float64, A.device)
     if X is not None:
         # an orthonormal basis T of the complement of span(X): the last d - m columns of a full QR
@@ -466,3 +472,27 @@ def full_spectrum(op, block: int = 256, exclude=None) -> EigResult:
     order = torch.argsort(theta, descending=True)
     return EigResult(theta[order].cpu().numpy(), V[:, order].to(op.dtype), op.hvp_count - start, True,
                      R[order].cpu().numpy(), d, "full", _asymmetry(A))
+
+
+def _complement_values(M: torch.Tensor, exclude) -> np.ndarray:
+    """Eigenvalues of the symmetric ``M`` restricted to the complement of ``exclude`` (unsorted)."""
+    X = None if exclude is None else torch.as_tensor(exclude).to(device=M.device, dtype=torch.float64)
+    if X is not None and (X.dim() == 1 or X.shape[1] == 1):
+        # one vector n: the reflection H = I - 2 w w^T maps n to +-e1, and H M H without its first row and column
+        # is M on n's complement; H M H = M - 2 w (Mw)^T - 2 (Mw) w^T + 4 (w^T M w) w w^T
+        n = X.reshape(-1)
+        n = n / n.norm()
+        e1 = torch.zeros_like(n)
+        e1[0] = 1.0
+        w = n - e1 if float(n[0]) <= 0 else n + e1  # the stable choice of sign
+        w = w / w.norm()
+        Mw = M @ w
+        B = M - 2 * torch.outer(w, Mw) - 2 * torch.outer(Mw, w) + 4 * (w @ Mw) * torch.outer(w, w)
+        return torch.linalg.eigvalsh(B[1:, 1:]).cpu().numpy()
+    X = _orthonormal(X, M.shape[0], torch.float64, M.device)
+    if X is None:
+        return torch.linalg.eigvalsh(M).cpu().numpy()
+    Qf, _ = torch.linalg.qr(torch.cat([X, torch.eye(M.shape[0], dtype=torch.float64, device=M.device)], 1),
+                            mode="complete")
+    T = Qf[:, X.shape[1]:M.shape[0]]
+    return torch.linalg.eigvalsh(T.T @ M @ T).cpu().numpy()

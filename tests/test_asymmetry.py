@@ -323,8 +323,8 @@ def test_figure_draws_each_mean_with_its_band():
 
 
 @pytest.mark.parametrize("estimator", ["exact", "fd"])
-def test_tangent_eigenvalues_match_the_full_spectrum(estimator):
-    from geometry.asymmetry import tangent_eigenvalues
+def test_full_spectrum_values_alone_match_its_eigenpairs(estimator):
+    # the asymmetry's dense path asks full_spectrum for values only (Householder reflection, eigvalsh)
     from geometry.lanczos import full_spectrum
     from geometry.operators import curvature_operator
 
@@ -333,6 +333,14 @@ def test_tangent_eigenvalues_match_the_full_spectrum(estimator):
     b = boundary_point(clf, x)
     op = curvature_operator(clf, b.point, int(b.side_label[0]), int(b.boundary_label[0]), estimator, 0.05)
     ref = full_spectrum(op, exclude=op.normal[:, None]).values
-    vals = tangent_eigenvalues(op)
+    res = full_spectrum(op, exclude=op.normal, vectors=False)
+    vals = res.values
+    assert res.vectors is None and res.residuals is None
     assert vals.shape == (clf.dim - 1,)
     assert np.allclose(vals, ref, atol=1e-10 * np.abs(ref).max())
+    # several excluded vectors (the complement by QR) and none
+    X = torch.stack([op.normal, torch.roll(op.normal, 3)], 1)
+    assert np.allclose(full_spectrum(op, exclude=X, vectors=False).values, full_spectrum(op, exclude=X).values,
+                       atol=1e-10 * np.abs(ref).max())
+    assert np.allclose(full_spectrum(op, vectors=False).values, full_spectrum(op).values,
+                       atol=1e-10 * np.abs(ref).max())
