@@ -243,8 +243,6 @@ def worker_classifier(spec: WorkerModel):
     with _WORKER_LOCK:
         clf = _WORKER_MODELS.get(key)
         if clf is None:
-            import torch
-
             from .loading import load_classifier
             from .subspace import model_fingerprint
 
@@ -424,23 +422,18 @@ class RayBackend:
         arg_refs = [ray.put(a) for a in args]
         out, running, todo, done = [None] * len(chunks), {}, list(range(len(chunks))), 0
         idle = list(actors)
-        try:
-            while todo or running:
-                while todo and idle:  # one chunk per idle actor, in chunk order
-                    a, i = idle.pop(0), todo.pop(0)
-                    running[a.run.remote(spec, fn, chunks[i], *arg_refs)] = (i, a)
-                ready, _ = ray.wait(list(running), num_returns=1)
-                for r in ready:
-                    i, a = running.pop(r)
-                    out[i] = ray.get(r)
-                    idle.append(a)
-                    done += 1
-                _report(progress, done, len(chunks), what)
-            return out
-        except ray.exceptions.RayTaskError as exc:
-            raise _unwrap(exc) from None
-        except ray.exceptions.RayError as exc:
-            raise GeometryError(f"Ray could not finish {what}: {str(exc).splitlines()[0][:200]}") from None
+        while todo or running:
+            while todo and idle:  # one chunk per idle actor, in chunk order
+                a, i = idle.pop(0), todo.pop(0)
+                running[a.run.remote(spec, fn, chunks[i], *arg_refs)] = (i, a)
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for r in ready:
+                i, a = running.pop(r)
+                out[i] = _get(ray, r, what)
+                idle.append(a)
+                done += 1
+            _report(progress, done, len(chunks), what)
+        return out
 
     def stateful(self, init, clf, chunks: list, args: tuple) -> "_RayStates":
         spec = self._spec(clf)
@@ -472,12 +465,7 @@ class _RayStates:
         self._get([self._install(a) for a in range(len(self.actors))])
 
     def _get(self, refs):
-        try:
-            return self.ray.get(refs)
-        except self.ray.exceptions.RayTaskError as exc:
-            raise _unwrap(exc) from None
-        except self.ray.exceptions.RayError as exc:
-            raise GeometryError(f"Ray could not finish the work: {str(exc).splitlines()[0][:200]}") from None
+        return _get(self.ray, refs, "the work")
 
     def map(self, step, *args) -> list:
         refs = [self.ray.put(x) if _large(x) else x for x in args]
@@ -522,11 +510,14 @@ def _large(a) -> bool:
     return hasattr(a, "nbytes") and int(getattr(a, "nbytes", 0)) > 100_000
 
 
-def _unwrap(exc):
-    """The analysis' own error from a Ray task error (a GeometryError keeps its one-line message)."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, GeometryError):
-        return cause
-    if cause is not None:
-        return cause
-    return GeometryError(f"a Ray task failed: {str(exc).splitlines()[0][:200]}")
+def _get(ray, refs, what: str):
+    """``ray.get(refs)``, with the analysis' own error re-raised from a failed task (a GeometryError keeps its
+    one-line message) and any other Ray failure as one GeometryError line naming ``what``."""
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        raise (cause if cause is not None else
+               GeometryError(f"a Ray task failed: {str(exc).splitlines()[0][:200]}")) from None
+    except ray.exceptions.RayError as exc:
+        raise GeometryError(f"Ray could not finish {what}: {str(exc).splitlines()[0][:200]}") from None

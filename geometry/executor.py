@@ -306,7 +306,9 @@ def _worker_main(conn, memory_bytes: int | None, threads: int) -> None:
         pass
     import geometry  # noqa: F401 - import the whole library before the cap is set
 
-    if memory_bytes and not torch.cuda.is_available() and not os.environ.get("BOUNDARY_GEOMETRY_RAY"):
+    from .distributed import ENV_RAY
+
+    if memory_bytes and not torch.cuda.is_available() and not os.environ.get(ENV_RAY):
         limit = _vm_size_bytes() + memory_bytes
         try:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
