@@ -460,10 +460,7 @@ def full_spectrum(op, block: int = 256, exclude=None, vectors: bool = True) -> E
                          _asymmetry(A))
     X = _orthonormal(exclude, d, torch.float64, A.device)
     if X is not None:
-        # an orthonormal basis T of the complement of span(X): the last d - m columns of a full QR
-        Qf, _ = torch.linalg.qr(torch.cat([X, torch.eye(d, dtype=torch.float64, device=A.device)], 1),
-                                mode="complete")
-        T = Qf[:, X.shape[1]:d]
+        T = _complement(X, d)
         theta, S = torch.linalg.eigh(T.T @ M @ T)
         V = T @ S
     else:
@@ -476,8 +473,9 @@ def full_spectrum(op, block: int = 256, exclude=None, vectors: bool = True) -> E
 
 def _complement_values(M: torch.Tensor, exclude) -> np.ndarray:
     """Eigenvalues of the symmetric ``M`` restricted to the complement of ``exclude`` (unsorted)."""
+    d = M.shape[0]
     X = None if exclude is None else torch.as_tensor(exclude).to(device=M.device, dtype=torch.float64)
-    if X is not None and (X.dim() == 1 or X.shape[1] == 1):
+    if X is not None and X.numel() == d and (X.dim() == 1 or X.shape[1] == 1):
         # one vector n: the reflection H = I - 2 w w^T maps n to +-e1, and H M H without its first row and column
         # is M on n's complement; H M H = M - 2 w (Mw)^T - 2 (Mw) w^T + 4 (w^T M w) w w^T
         n = X.reshape(-1)
@@ -489,10 +487,15 @@ def _complement_values(M: torch.Tensor, exclude) -> np.ndarray:
         Mw = M @ w
         B = M - 2 * torch.outer(w, Mw) - 2 * torch.outer(Mw, w) + 4 * (w @ Mw) * torch.outer(w, w)
         return torch.linalg.eigvalsh(B[1:, 1:]).cpu().numpy()
-    X = _orthonormal(X, M.shape[0], torch.float64, M.device)
+    X = _orthonormal(X, d, torch.float64, M.device)
     if X is None:
         return torch.linalg.eigvalsh(M).cpu().numpy()
-    Qf, _ = torch.linalg.qr(torch.cat([X, torch.eye(M.shape[0], dtype=torch.float64, device=M.device)], 1),
-                            mode="complete")
-    T = Qf[:, X.shape[1]:M.shape[0]]
+    T = _complement(X, d)
     return torch.linalg.eigvalsh(T.T @ M @ T).cpu().numpy()
+
+
+def _complement(X: torch.Tensor, d: int) -> torch.Tensor:
+    """An orthonormal basis ``(d, d - m)`` of the complement of span(X) (X orthonormal ``(d, m)``): the last
+    d - m columns of a complete QR of [X, I]."""
+    Qf, _ = torch.linalg.qr(torch.cat([X, torch.eye(d, dtype=X.dtype, device=X.device)], 1), mode="complete")
+    return Qf[:, X.shape[1]:d]
